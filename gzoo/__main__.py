@@ -1,0 +1,3 @@
+from gzoo.cli import main
+
+main()

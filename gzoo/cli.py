@@ -1,0 +1,218 @@
+"""The `gzoo` command line: parse, call gzoo.api, render with rich. No logic of its own."""
+
+import csv
+import io
+import json
+import sys
+from enum import Enum
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from gzoo import __version__, api
+from gzoo.errors import GzooError
+
+app = typer.Typer(help="A model zoo and evaluation suite for compressed image-to-image generators.",
+                  no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
+stdout = Console()
+stderr = Console(stderr=True)
+
+JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")]
+MethodOption = Annotated[str | None, typer.Option("--method", help="Only entries of this method.")]
+TaskOption = Annotated[str | None, typer.Option("--task", help="Only entries of this task.")]
+
+
+class Format(str, Enum):
+    table = "table"
+    md = "md"
+    csv = "csv"
+    json = "json"
+
+
+def human(value: float | None, digits: int = 2) -> str:
+    """11378179 -> 11.38M; None -> '-'."""
+    if value is None:
+        return "-"
+    for unit, scale in (("G", 1e9), ("M", 1e6), ("K", 1e3)):
+        if abs(value) >= scale:
+            return f"{value / scale:.{digits}f}{unit}"
+    return f"{value:g}"
+
+
+def print_json(document: Any) -> None:
+    sys.stdout.write(json.dumps(document, indent=2) + "\n")
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        stdout.print(f"gzoo {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main_options(
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks.")] = False,
+    show_version: Annotated[bool, typer.Option("--version", help="Print the version and exit.",
+                                               callback=_print_version, is_eager=True)] = False,
+) -> None:
+    _State.debug = debug
+
+
+class _State:
+    debug = False
+
+
+@app.command("list")
+def list_command(method: MethodOption = None, task: TaskOption = None, as_json: JsonOption = False,
+                 archs: Annotated[bool, typer.Option("--archs", help="List registered architectures.")] = False,
+                 ) -> None:
+    """List the zoo's models (or, with --archs, the registered architectures)."""
+    if archs:
+        from gzoo.models import architecture_arguments, list_architectures
+
+        catalogue = {name: architecture_arguments(name) for name in list_architectures()}
+        if as_json:
+            print_json(catalogue)
+            return
+        for name, arguments in catalogue.items():
+            stdout.print(f"{name}({', '.join(f'{k}={v!r}' for k, v in arguments.items())})", highlight=False)
+        return
+    models = api.list_models(method, task)
+    if as_json:
+        print_json(models)
+        return
+    table = Table("id", "method", "task", "arch", "params", "MACs (paper)", "teacher")
+    for m in models:
+        table.add_row(m["id"], m["method"], m["task"], m["arch"], human(m["params"]), human(m["macs_paper"]),
+                      m["teacher"] or "-")
+    stdout.print(table)
+
+
+@app.command()
+def info(model_id: Annotated[str, typer.Argument(help="A zoo id, e.g. gan-compression/horse2zebra.")],
+         as_json: JsonOption = False) -> None:
+    """Describe one zoo entry: architecture, input, weights, published numbers, measured figures."""
+    entry = api.model_info(model_id)
+    if as_json:
+        print_json(entry)
+        return
+    args = ", ".join(f"{k}={v!r}" for k, v in entry["arch_args"].items())
+    shape = entry["input"]
+    stdout.print(f"[bold]{entry['id']}[/bold]  ({entry['method']}, {entry['task']})")
+    stdout.print(f"  architecture  {entry['arch']}({args})", highlight=False)
+    stdout.print(f"  input         {shape['channels']}x{shape['height']}x{shape['width']}")
+    stdout.print(f"  teacher       {entry['teacher'] or '-'}")
+    stdout.print(f"  params        {entry['params']:,}  ({human(entry['params'])})")
+    stdout.print(f"  MACs          {human(entry['macs'])} true, {human(entry['macs_paper'])} paper convention")
+    stdout.print(f"  paper         {('arXiv ' + entry['paper']) if entry['paper'] else '-'}")
+    stdout.print(f"  license       {entry['license'] or '-'}")
+    weights = entry["weights"]
+    if weights:
+        source = next(k for k in weights if k != "format")
+        stdout.print(f"  weights       {source}: {weights[source]}  (format {weights['format']})", highlight=False)
+    for r in entry["reported"]:
+        protocol = f" [{r['protocol']}]" if r.get("protocol") else ""
+        stdout.print(f"  reported      {r['metric']} {r['value']:g}  ({r['source']}){protocol}", highlight=False)
+
+
+@app.command()
+def leaderboard(method: MethodOption = None, task: TaskOption = None,
+                output_format: Annotated[Format, typer.Option("--format", help="Output format.")] = Format.table,
+                ) -> None:
+    """Measure every zoo entry on this machine and show it beside the published numbers."""
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=stderr, transient=True) as bar:
+        job = bar.add_task("measuring", total=None)
+
+        def advance(done: int, total: int, label: str) -> None:
+            bar.update(job, completed=done, total=total, description=f"measuring {label}")
+
+        board = api.leaderboard(method, task, progress=advance)
+    if output_format is Format.json:
+        print_json(board)
+    elif output_format is Format.csv:
+        sys.stdout.write(_csv(board["rows"]))
+    elif output_format is Format.md:
+        sys.stdout.write(_markdown(board))
+    else:
+        _rich_table(board)
+
+
+COLUMNS = ("id", "method", "task", "input", "params", "MACs", "MACs paper", "CPU ms", "MACs ÷ teacher",
+           "speed-up", "reported")
+
+
+def _sources(rows: list[dict]) -> list[str]:
+    """Each distinct source of a reported number, in order of first use (footnotes [1], [2], ...)."""
+    sources: list[str] = []
+    for row in rows:
+        if row["reported"] and row["reported"]["source"] not in sources:
+            sources.append(row["reported"]["source"])
+    return sources
+
+
+def _cells(row: dict, sources: list[str]) -> list[str]:
+    reported = row["reported"]
+    return [
+        row["id"], row["method"], row["task"], row["input"], human(row["params"]), human(row["macs"]),
+        human(row["macs_paper"]), f"{row['latency_ms']:.1f}",
+        "-" if row["macs_reduction"] is None else f"{row['macs_reduction']:.1f}x",
+        "-" if row["latency_speedup"] is None else f"{row['latency_speedup']:.1f}x",
+        "-" if reported is None else
+        f"{reported['metric']} {reported['value']:g} [{sources.index(reported['source']) + 1}]",
+    ]
+
+
+def _notes(board: dict, sources: list[str]) -> list[str]:
+    return [
+        f"Measured here: {board['cpu']}, {board['threads']} threads, torch {board['torch_version']}, "
+        f"gzoo {board['gzoo_version']}; CPU ms: {board['latency']}. MACs paper: the torchprofile convention "
+        "the papers published. 'reported' values are published numbers, not measured here:",
+        *(f"[{i}] {source}" for i, source in enumerate(sources, 1)),
+    ]
+
+
+def _rich_table(board: dict) -> None:
+    sources = _sources(board["rows"])
+    table = Table(*COLUMNS)
+    for row in board["rows"]:
+        table.add_row(*_cells(row, sources))
+    console = stdout if stdout.is_terminal else Console(width=200)
+    console.print(table)
+    for line in _notes(board, sources):
+        console.print(line, highlight=False, markup=False)
+
+
+def _markdown(board: dict) -> str:
+    sources = _sources(board["rows"])
+    lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
+    lines += ["| " + " | ".join(_cells(row, sources)) + " |" for row in board["rows"]]
+    return "\n".join(lines) + "\n\n" + "\n".join(_notes(board, sources)) + "\n"
+
+
+def _csv(rows: list[dict]) -> str:
+    buffer = io.StringIO()
+    fields = ["id", "method", "task", "teacher", "arch", "input", "params", "macs", "macs_paper", "latency_ms",
+              "latency_iqr_ms", "reported_metric", "reported_value", "reported_source", "macs_reduction",
+              "latency_speedup"]
+    writer = csv.DictWriter(buffer, fieldnames=fields, extrasaction="ignore")
+    writer.writeheader()
+    for row in rows:
+        reported = row["reported"] or {}
+        writer.writerow({**row, "reported_metric": reported.get("metric"), "reported_value": reported.get("value"),
+                         "reported_source": reported.get("source")})
+    return buffer.getvalue()
+
+
+def main() -> None:
+    """Entry point: run the app; a GzooError becomes one line on stderr and its exit code."""
+    try:
+        app()  # click handles its own usage errors (exit 2) and exits 0 on success
+    except GzooError as err:
+        if _State.debug:
+            raise
+        stderr.print(f"gzoo: error: {err}", highlight=False, markup=False, soft_wrap=True)
+        sys.exit(err.exit_code)

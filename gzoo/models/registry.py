@@ -1,0 +1,58 @@
+"""A small timm-style registry: architectures are functions registered by name and built by name."""
+
+import inspect
+from collections.abc import Callable
+from typing import Any
+
+from torch import nn
+
+from gzoo.errors import GzooError, closest
+
+_ARCHITECTURES: dict[str, Callable[..., nn.Module]] = {}
+
+
+def register_model(fn: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
+    """Register an architecture constructor under its function name."""
+    if fn.__name__ in _ARCHITECTURES:
+        raise ValueError(f"architecture {fn.__name__} is registered twice")
+    _ARCHITECTURES[fn.__name__] = fn
+    return fn
+
+
+def list_architectures() -> list[str]:
+    return sorted(_ARCHITECTURES)
+
+
+def architecture_arguments(name: str) -> dict[str, Any]:
+    """The constructor arguments of ``name`` with their defaults."""
+    signature = inspect.signature(_lookup(name))
+    return {p.name: p.default for p in signature.parameters.values()}
+
+
+def create_model(name: str, **arch_args: Any) -> nn.Module:
+    """Build architecture ``name`` with ``arch_args``; bad names and arguments raise GzooError."""
+    constructor = _lookup(name)
+    accepted = architecture_arguments(name)
+    for key in arch_args:
+        if key not in accepted:
+            raise GzooError(
+                f"unknown argument '{key}' for architecture {name}{closest(key, list(accepted))}; "
+                f"accepted: {', '.join(accepted)}"
+            )
+    try:
+        return constructor(**arch_args)
+    except (ValueError, TypeError) as err:
+        raise GzooError(f"cannot build {name}({_format_args(arch_args)}): {err}") from err
+
+
+def _lookup(name: str) -> Callable[..., nn.Module]:
+    if name not in _ARCHITECTURES:
+        raise GzooError(
+            f"unknown architecture '{name}'{closest(name, list(_ARCHITECTURES))}; "
+            "`gzoo list --archs` shows the registered ones"
+        )
+    return _ARCHITECTURES[name]
+
+
+def _format_args(arch_args: dict[str, Any]) -> str:
+    return ", ".join(f"{k}={v!r}" for k, v in arch_args.items())

@@ -1,0 +1,36 @@
+"""Shared fixtures: every test gets its own GZOO_HOME, so caches never leak between tests or users."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+
+@pytest.fixture(autouse=True)
+def gzoo_home(tmp_path, monkeypatch):
+    home = tmp_path / "gzoo-home"
+    monkeypatch.setenv("GZOO_HOME", str(home))
+    monkeypatch.delenv("GZOO_ZOO", raising=False)
+    return home
+
+
+@pytest.fixture(scope="session")
+def shared_home(tmp_path_factory) -> Path:
+    """One GZOO_HOME for the tests that measure the shipped zoo, so its figures are measured once."""
+    return tmp_path_factory.mktemp("shared-gzoo-home")
+
+
+@pytest.fixture
+def run_gzoo(gzoo_home):
+    """Run the installed CLI as a user would: ``python -m gzoo ARGS`` in a fresh process."""
+
+    def run(*args: str, zoo: Path | None = None, home: Path | None = None) -> subprocess.CompletedProcess:
+        env = {**os.environ, "GZOO_HOME": str(home or gzoo_home)}
+        if zoo is not None:
+            env["GZOO_ZOO"] = str(zoo)
+        return subprocess.run([sys.executable, "-m", "gzoo", *args], capture_output=True, text=True, env=env,
+                              timeout=300)
+
+    return run

@@ -1,0 +1,66 @@
+"""The MAC counter's two conventions on layers whose counts can be worked out by hand; latency timing."""
+
+import pytest
+import torch
+from torch import nn
+
+from gzoo.metrics import count_macs, count_params, measure_latency
+from gzoo.metrics.macs import UncountedOperatorError
+
+
+def test_conv_counts_output_elements_times_kernel_volume_in_both_conventions():
+    conv = nn.Conv2d(4, 6, 3, padding=1)
+    count = count_macs(conv, torch.zeros(1, 4, 8, 8))
+    assert count.macs == count.macs_paper == 8 * 8 * 6 * 4 * 9
+
+
+def test_grouped_conv_counts_channels_per_group():
+    conv = nn.Conv2d(8, 8, 3, padding=1, groups=8)
+    assert count_macs(conv, torch.zeros(1, 8, 5, 5)).macs == 5 * 5 * 8 * 9
+
+
+def test_transposed_conv_is_counted_over_input_truly_and_over_output_in_the_paper_convention():
+    up = nn.ConvTranspose2d(4, 2, 3, stride=2, padding=1, output_padding=1)
+    count = count_macs(up, torch.zeros(1, 4, 8, 8))
+    assert count.macs == (4 * 8 * 8) * 2 * 9  # every input element meets out_channels x k x k weights
+    assert count.macs_paper == (2 * 16 * 16) * 4 * 9  # torchprofile: output elements x in_channels x k x k
+    assert count.macs_paper == 4 * count.macs
+
+
+def test_norms_cost_one_per_element_only_in_the_paper_convention():
+    for norm in (nn.InstanceNorm2d(3), nn.BatchNorm2d(3).eval(), nn.InstanceNorm2d(3, affine=True)):
+        count = count_macs(norm, torch.rand(2, 3, 4, 5))
+        assert (count.macs, count.macs_paper) == (0, 2 * 3 * 4 * 5)
+
+
+def test_linear_and_batch():
+    fc = nn.Linear(10, 7)
+    count = count_macs(fc, torch.zeros(3, 10))
+    assert count.macs == count.macs_paper == 3 * 10 * 7
+
+
+def test_an_op_without_a_rule_is_an_error_not_a_silent_zero():
+    class Cumulative(nn.Module):
+        def forward(self, x):
+            return torch.cumsum(x, dim=1)
+
+    with pytest.raises(UncountedOperatorError, match="aten::cumsum"):
+        count_macs(Cumulative(), torch.zeros(1, 4))
+
+
+def test_params_count_parameters_not_buffers():
+    assert count_params(nn.BatchNorm2d(5)) == 10
+
+
+def test_latency_runs_within_bounds_and_restores_threads():
+    threads_before = torch.get_num_threads()
+    latency = measure_latency(nn.Conv2d(3, 8, 3), torch.zeros(1, 3, 32, 32), warmup=1, runs=7, threads=1)
+    assert latency.runs == 7 and latency.threads == 1 and latency.batch == 1
+    assert 0 < latency.median_ms < 1000 and latency.iqr_ms >= 0
+    assert torch.get_num_threads() == threads_before
+
+
+def test_latency_stops_early_on_a_time_budget_but_keeps_the_minimum():
+    latency = measure_latency(nn.Conv2d(3, 8, 3), torch.zeros(1, 3, 32, 32), warmup=0, runs=10_000,
+                              min_runs=4, max_seconds=0.0)
+    assert latency.runs == 4

@@ -16,6 +16,7 @@ from gzoo import __version__
 from gzoo.errors import GzooError
 from gzoo.paths import atomic_write_text, gzoo_home
 from gzoo.zoo import Zoo, ZooEntry, load_zoo
+from gzoo.zoo.architectures import models_digest
 
 # The quality metric a leaderboard row shows, in order of preference.
 HEADLINE_METRICS = ("fid", "miou", "top1", "kid", "size_bytes", "fps")
@@ -108,7 +109,9 @@ class FiguresCache:
 
 
 def _figures_key(entry: ZooEntry) -> str:
-    return json.dumps([entry.arch, entry.arch_args, entry.input, __version__, _torch_version()], sort_keys=True)
+    # The models' source digest keeps a development install from serving figures of older code.
+    return json.dumps([entry.arch, entry.arch_args, entry.input, __version__, _torch_version(), models_digest()],
+                      sort_keys=True)
 
 
 def _static_figures(entry: ZooEntry, cache: FiguresCache) -> dict[str, int]:

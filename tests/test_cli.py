@@ -139,9 +139,11 @@ def test_leaderboard_formats_and_reductions(run_gzoo, small_zoo, gzoo_home):
     assert board["threads"] >= 1 and board["device"] == "cpu"
     assert (gzoo_home / "figures.json").exists()
 
-    # The second run reads the cache: the very same latencies come back.
-    again = json.loads(run_gzoo("leaderboard", "--format", "json", zoo=small_zoo).stdout)
-    assert again["rows"] == board["rows"]
+    # The second run reads the cache: the very same latencies come back, and torch is not even imported.
+    again = run_gzoo("-X", "importtime", "leaderboard", "--format", "json", zoo=small_zoo, python_flags=True)
+    assert json.loads(again.stdout)["rows"] == board["rows"]
+    imported = {line.split("|")[-1].strip() for line in again.stderr.splitlines() if line.startswith("import time")}
+    assert "gzoo.api" in imported and "torch" not in imported
 
     table = list(csv.DictReader(io.StringIO(run_gzoo("leaderboard", "--format", "csv", zoo=small_zoo).stdout)))
     assert [r["id"] for r in table] == [r["id"] for r in board["rows"]]

@@ -121,6 +121,21 @@ def test_exponents_without_a_dot_are_numbers(tmp_path):
     assert [r.value for r in entry.reported] == [2.55e9, 3e5]
 
 
+def test_architecture_catalogue_is_cached_and_rebuilt_when_the_model_code_changes(gzoo_home):
+    import json
+
+    from gzoo.zoo.architectures import architecture_catalogue, models_digest
+
+    catalogue = architecture_catalogue()
+    assert catalogue["resnet_generator"]["ngf"] == 64
+    cached = json.loads((gzoo_home / "architectures.json").read_text())
+    assert cached["digest"] == models_digest() and cached["architectures"] == catalogue
+    # A catalogue from other model code is not trusted.
+    cached["digest"], cached["architectures"] = "0" * 64, {}
+    (gzoo_home / "architectures.json").write_text(json.dumps(cached))
+    assert architecture_catalogue() == catalogue
+
+
 def test_a_valid_minimal_zoo_loads(tmp_path):
     zoo = load_zoo(write(tmp_path, ENTRY))
     entry = zoo.get("original/horse2zebra")

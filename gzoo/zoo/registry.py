@@ -9,7 +9,7 @@ from typing import Any
 import yaml
 
 from gzoo.errors import GzooError, closest
-from gzoo.models import architecture_arguments, list_architectures
+from gzoo.zoo.architectures import architecture_catalogue
 
 DEFAULT_ZOO = Path(__file__).resolve().parent.parent / "zoo.yaml"
 METHODS = ("original", "gan-compression", "fast-gan-compression", "omgd", "cat", "fritz", "bit-goes-down",
@@ -144,6 +144,7 @@ class _Validator:
 
     def __init__(self, path: Path) -> None:
         self.path = path
+        self.architectures = architecture_catalogue()
 
     def fail(self, mapping: Any, key: str | None, where: str, problem: str) -> None:
         line = getattr(mapping, "key_lines", {}).get(key) or getattr(mapping, "line", 0)
@@ -209,11 +210,11 @@ class _Validator:
         if model_id.split("/")[0] != method:
             self.fail(raw, "id", f"{where}.id", f"must start with its method '{method}/'")
         arch = self.typed(raw, "arch", where, str)
-        if arch not in list_architectures():
+        if arch not in self.architectures:
             self.fail(raw, "arch", f"{where}.arch", f"unknown architecture '{arch}'"
-                      f"{closest(arch, list_architectures())}")
+                      f"{closest(arch, list(self.architectures))}")
         arch_args = self.typed(raw, "arch_args", where, dict, nullable=True) or {}
-        accepted = architecture_arguments(arch)
+        accepted = self.architectures[arch]
         for name in arch_args:
             if name not in accepted:
                 self.fail(arch_args, name, f"{where}.arch_args.{name}",

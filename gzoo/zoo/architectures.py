@@ -1,0 +1,44 @@
+"""The registered architectures and their arguments, known without importing torch when possible.
+
+Validating zoo.yaml needs every architecture's argument names, but importing the model code means
+importing torch (seconds). The catalogue is therefore cached in ``$GZOO_HOME/architectures.json``
+together with a digest of the model sources, and rebuilt whenever that code changes.
+"""
+
+import hashlib
+import json
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from gzoo.paths import atomic_write_text, gzoo_home
+
+MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
+
+
+@cache
+def models_digest() -> str:
+    """sha256 over the model sources: changes whenever any architecture's code does."""
+    digest = hashlib.sha256()
+    for source in sorted(MODELS_DIR.glob("*.py")):
+        digest.update(source.name.encode() + b"\0" + source.read_bytes())
+    return digest.hexdigest()
+
+
+def architecture_catalogue() -> dict[str, dict[str, Any]]:
+    """``{architecture: {argument: default}}`` for every registered architecture."""
+    path = gzoo_home() / "architectures.json"
+    try:
+        cached = json.loads(path.read_text())
+        if cached["digest"] == models_digest():
+            return cached["architectures"]
+    except (OSError, ValueError, KeyError, TypeError):
+        pass  # no catalogue yet, or a stale or unreadable one: rebuild it
+    from gzoo.models import architecture_arguments, list_architectures
+
+    catalogue = {name: architecture_arguments(name) for name in list_architectures()}
+    try:
+        atomic_write_text(path, json.dumps({"digest": models_digest(), "architectures": catalogue}, default=repr))
+    except OSError:
+        pass  # a read-only cache only costs speed
+    return catalogue

@@ -30,6 +30,8 @@ ZERO_COST_OPS = (
     "aten::permute", "aten::transpose", "aten::t", "aten::chunk", "aten::split", "aten::softmax", "aten::exp",
     "aten::sum", "aten::pow", "aten::sqrt", "aten::abs", "aten::clone", "aten::zeros", "aten::ones", "aten::numel",
     "aten::gelu", "aten::silu", "aten::hardswish", "aten::mish", "aten::copy_", "aten::fill_", "aten::zero_",
+    "aten::new_ones", "aten::new_zeros", "aten::ones_like", "aten::zeros_like", "aten::full", "aten::arange",
+    "aten::sigmoid_", "aten::tanh_", "aten::expand_as", "aten::index", "aten::index_select", "aten::repeat",
 )
 
 

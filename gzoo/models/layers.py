@@ -61,6 +61,27 @@ class SliceableInstanceNorm2d(nn.InstanceNorm2d):
         return F.instance_norm(x, weight=weight, bias=bias, eps=self.eps)
 
 
+class SliceableBatchNorm2d(nn.BatchNorm2d):
+    """Batch norm over however many channels arrive, using (and in training updating) the leading statistics.
+
+    GAN Compression's compressed GauGANs keep their batch norms at the full width, so their checkpoints
+    carry full-width running statistics; narrower sub-networks use the first channels of them.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        channels = x.size(1)
+        momentum = 0.0 if self.momentum is None else self.momentum
+        if self.training and self.track_running_stats:
+            self.num_batches_tracked.add_(1)
+            if self.momentum is None:  # a cumulative moving average, as nn.BatchNorm2d does
+                momentum = 1.0 / float(self.num_batches_tracked)
+        mean = None if self.running_mean is None else self.running_mean[:channels]
+        var = None if self.running_var is None else self.running_var[:channels]
+        weight = None if self.weight is None else self.weight[:channels]
+        bias = None if self.bias is None else self.bias[:channels]
+        return F.batch_norm(x, mean, var, weight, bias, self.training or mean is None, momentum, self.eps)
+
+
 class SeparableConv2d(nn.Module):
     """Depthwise kxk conv, instance norm, pointwise 1x1 conv (GAN Compression's ``SeparableConv2d``).
 

@@ -11,6 +11,8 @@ import platform
 from collections.abc import Callable
 from functools import cache
 from importlib.metadata import version
+from pathlib import Path
+from typing import Any
 
 from gzoo import __version__
 from gzoo.errors import GzooError
@@ -27,14 +29,14 @@ def list_models(method: str | None = None, task: str | None = None, zoo: Zoo | N
     """Every entry of a method/task with its architecture figures (params, MACs in both conventions)."""
     zoo = zoo or load_zoo()
     cache = FiguresCache()
-    return [{**entry.as_dict(), **_static_figures(entry, cache)} for entry in zoo.select(method, task)]
+    return [{**entry.as_dict(), **_figures(entry, cache)} for entry in zoo.select(method, task)]
 
 
 def model_info(model_id: str, zoo: Zoo | None = None) -> dict:
     """One entry with its architecture figures."""
     zoo = zoo or load_zoo()
     entry = zoo.get(model_id)
-    return {**entry.as_dict(), **_static_figures(entry, FiguresCache())}
+    return {**entry.as_dict(), **_figures(entry, FiguresCache())}
 
 
 def build_model(entry: ZooEntry):
@@ -59,22 +61,24 @@ def leaderboard(method: str | None = None, task: str | None = None, progress: Pr
     for done, entry in enumerate(needed.values()):
         if progress:
             progress(done, len(needed), entry.id)
-        figures[entry.id] = {**_static_figures(entry, cache), **_latency_figures(entry, cache)}
+        figures[entry.id] = _figures(entry, cache, latency=True)
     if progress:
         progress(len(needed), len(needed), "done")
 
     rows = []
     for entry in entries:
         own = figures[entry.id]
-        own_ms = own["latency"]["median_ms"]
-        teacher = figures.get(entry.teacher) if entry.teacher else None
+        own_ms = own["latency"] and own["latency"]["median_ms"]
+        teacher = figures.get(entry.teacher) if entry.teacher and own["latency"] else None
         headline = next((r for m in HEADLINE_METRICS if (r := entry.reported_value(m))), None)
         rows.append({
             "id": entry.id, "method": entry.method, "task": entry.task, "teacher": entry.teacher,
             "arch": entry.arch, "input": "x".join(map(str, entry.input)),
             "params": own["params"], "macs": own["macs"], "macs_paper": own["macs_paper"],
-            "latency_ms": own_ms, "latency_iqr_ms": own["latency"]["iqr_ms"],
+            "latency_ms": own_ms, "latency_iqr_ms": own["latency"] and own["latency"]["iqr_ms"],
+            "latency_runs": own["latency"] and own["latency"]["runs"], "measurable": entry.measurable,
             "reported": None if headline is None else headline.as_dict(),
+            "reported_macs_paper": (r := entry.reported_value("macs_paper")) and r.value,
             "macs_reduction": None if teacher is None else teacher["macs_paper"] / own["macs_paper"],
             "latency_speedup": None if teacher is None else teacher["latency"]["median_ms"] / own_ms,
         })
@@ -83,6 +87,86 @@ def leaderboard(method: str | None = None, task: str | None = None, progress: Pr
         "cpu": _cpu_name(), "threads": _threads(), "latency": "eager PyTorch, batch 1, median of timed runs",
         "rows": rows,
     }
+
+
+# --- weights: convert, pull, load ---------------------------------------------------------------------------
+
+def convert(source: Path, fmt: str, output: Path, arch: str | None = None, arch_args: dict | None = None,
+            entry: ZooEntry | None = None) -> Path:
+    """Convert an original checkpoint into a gzoo model directory at ``output``."""
+    from gzoo.models import create_model
+    from gzoo.zoo.converters import get_converter
+    from gzoo.zoo.hub import sha256_of
+    from gzoo.zoo.modeldir import load_state_checked, save_model_dir
+
+    source = Path(source)
+    converted = get_converter(fmt)(source, arch, dict(arch_args or {}))
+    model = create_model(converted.arch, **converted.arch_args)
+    load_state_checked(model, converted.state_dict, str(source))
+    config: dict[str, Any] = {}
+    if entry is not None:
+        config = {k: v for k, v in entry.as_dict().items() if k not in ("arch", "arch_args", "weights")}
+    config.update(arch=converted.arch, arch_args=converted.arch_args,
+                  source={"format": fmt, "file": source.name, "sha256": sha256_of(source)}, **converted.extra)
+    return save_model_dir(output, model.state_dict(), config)
+
+
+def model_dir(model_id: str) -> Path:
+    """Where a pulled zoo entry's model directory lives."""
+    return gzoo_home() / "models" / model_id.replace("/", "--")
+
+
+def pull(model_id: str, revision: str | None = None, zoo: Zoo | None = None) -> Path:
+    """Fetch and verify an entry's weights and convert them into its model directory; returns the directory."""
+    from gzoo.zoo.hub import fetch_weights
+
+    entry = (zoo or load_zoo()).get(model_id)
+    checkpoint = fetch_weights(entry, revision)
+    return convert(checkpoint, entry.weights["format"], model_dir(entry.id), arch_args=entry.arch_args,
+                   entry=entry)
+
+
+def pin(model_id: str) -> dict[str, str]:
+    """Pin an entry's weights (commit and sha256) in the zoo file in use; returns what was recorded."""
+    from gzoo.zoo import zoo_path
+    from gzoo.zoo.hub import pin_entry
+
+    path = zoo_path()
+    return pin_entry(path, load_zoo(path).get(model_id))
+
+
+def load(id_or_dir: str | Path):
+    """The ready model (nn.Module, eval mode) of a model directory or a zoo id (pulled when needed)."""
+    from gzoo.zoo.modeldir import CONFIG, load_model_dir
+
+    path = Path(id_or_dir)
+    if (path / CONFIG).is_file():
+        return load_model_dir(path)
+    if path.exists():
+        raise GzooError(f"{path} is not a gzoo model directory (no {CONFIG}); convert a checkpoint with "
+                        "`gzoo convert`")
+    directory = model_dir(str(id_or_dir))
+    if not (directory / CONFIG).is_file():
+        directory = pull(str(id_or_dir))
+    return load_model_dir(directory)
+
+
+def directory_info(directory: Path) -> dict:
+    """A model directory's config with its parameter count and its size.
+
+    ``size.dense_bytes`` is the weights file as stored; ``size.packed_bytes``, for packed formats such as
+    Bit-Goes-Down's, the size in the paper's accounting of the packed form.
+    """
+    from gzoo.metrics import count_params
+    from gzoo.zoo.modeldir import WEIGHTS, load_model_dir
+
+    directory = Path(directory)
+    model = load_model_dir(directory)
+    config = json.loads((directory / "config.json").read_text())
+    size = {"dense_bytes": (directory / WEIGHTS).stat().st_size}
+    if "packed" in config:
+        size["packed_bytes"] = config["packed"]["packed_bytes"]
+    return {**config, "path": str(directory), "params": count_params(model), "size": size}
 
 
 # --- measured architecture figures, cached -----------------------------------------------------------------
@@ -114,31 +198,46 @@ def _figures_key(entry: ZooEntry) -> str:
                       sort_keys=True)
 
 
-def _static_figures(entry: ZooEntry, cache: FiguresCache) -> dict[str, int]:
-    def measure() -> dict[str, int]:
+def _figures(entry: ZooEntry, cache: FiguresCache, latency: bool = False) -> dict[str, Any]:
+    """Params and MACs (and, with ``latency``, CPU latency) of the entry's architecture, cached.
+
+    Both are measured on one model instance: the MAC trace has just run it, so its kernels are warm
+    and the latency needs no separate warm-up pass (that saves a forward pass of every model).
+    """
+    if not entry.measurable:
+        return {"params": None, "macs": None, "macs_paper": None, **({"latency": None} if latency else {})}
+    built: list = []  # the model, built on first need
+
+    def model():
+        if not built:
+            built.append(build_model(entry))
+        return built[0]
+
+    def count() -> dict[str, int]:
         import torch
 
         from gzoo.metrics import count_macs, count_params
 
-        model = build_model(entry)
-        count = count_macs(model, torch.zeros(1, *entry.input))
-        return {"params": count_params(model), "macs": count.macs, "macs_paper": count.macs_paper}
+        macs = count_macs(model(), torch.zeros(1, *entry.input))
+        return {"params": count_params(model()), "macs": macs.macs, "macs_paper": macs.macs_paper}
 
-    return cache.get_or_measure("static " + _figures_key(entry), measure)
-
-
-def _latency_figures(entry: ZooEntry, cache: FiguresCache) -> dict[str, dict]:
-    def measure() -> dict[str, dict]:
+    def time_it() -> dict[str, dict]:
         import torch
 
         from gzoo.metrics import measure_latency
 
+        warm = bool(built)
         example = torch.rand(1, *entry.input) * 2 - 1
-        latency = measure_latency(build_model(entry), example, warmup=1, runs=10, min_runs=3, max_seconds=1.0,
-                                  threads=_threads())
-        return {"latency": latency.as_dict()}
+        measured = measure_latency(model(), example, warmup=0 if warm else 1, runs=10, min_runs=3,
+                                   max_seconds=0.3, threads=_threads(),
+                                   single_run_above=0.6)
+        return {"latency": measured.as_dict()}
 
-    return cache.get_or_measure(f"latency {_figures_key(entry)} {_cpu_name()} threads={_threads()}", measure)
+    figures = dict(cache.get_or_measure("static " + _figures_key(entry), count))
+    if latency:
+        key = f"latency {_figures_key(entry)} {_cpu_name()} threads={_threads()}"
+        figures.update(cache.get_or_measure(key, time_it))
+    return figures
 
 
 @cache

@@ -4,7 +4,9 @@ import csv
 import io
 import json
 import sys
+import warnings
 from enum import Enum
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -92,9 +94,18 @@ def list_command(method: MethodOption = None, task: TaskOption = None, as_json: 
 
 
 @app.command()
-def info(model_id: Annotated[str, typer.Argument(help="A zoo id, e.g. gan-compression/horse2zebra.")],
+def info(model_id: Annotated[str, typer.Argument(help="A zoo id (e.g. gan-compression/horse2zebra) or a "
+                                                      "model directory.")],
          as_json: JsonOption = False) -> None:
-    """Describe one zoo entry: architecture, input, weights, published numbers, measured figures."""
+    """Describe a zoo entry or a model directory: architecture, input, weights, published numbers, figures."""
+    if Path(model_id).is_dir():
+        described = api.directory_info(Path(model_id))
+        if as_json:
+            print_json(described)
+        else:
+            for key, value in described.items():
+                stdout.print(f"  {key:14}{value}", highlight=False, markup=False)
+        return
     entry = api.model_info(model_id)
     if as_json:
         print_json(entry)
@@ -141,6 +152,52 @@ def leaderboard(method: MethodOption = None, task: TaskOption = None,
         _rich_table(board)
 
 
+@app.command()
+def pull(model_id: Annotated[str, typer.Argument(help="A zoo id with published weights.")],
+         revision: Annotated[str | None, typer.Option(help="Hub revision (default: the one zoo.yaml pins).")] = None,
+         ) -> None:
+    """Download an entry's weights (sha256-verified) and convert them into a gzoo model directory."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        directory = api.pull(model_id, revision)
+    for warning in caught:
+        stderr.print(f"gzoo: warning: {warning.message}", highlight=False, markup=False)
+    stdout.print(str(directory), highlight=False)
+
+
+@app.command()
+def convert(source: Annotated[Path, typer.Argument(help="The original checkpoint file.")],
+            fmt: Annotated[str, typer.Option("--from", help="Its format (gzoo convert --help lists them).")],
+            output: Annotated[Path, typer.Option("-o", "--output", help="The model directory to write.")],
+            arch: Annotated[str | None, typer.Option(help="Architecture, where the format cannot tell.")] = None,
+            arch_args: Annotated[str | None, typer.Option("--arch-args", help='JSON, e.g. \'{"ngf": 16}\'.')] = None,
+            config: Annotated[str | None, typer.Option(help="GAN Compression config string, e.g. "
+                                                            "16_16_32_16_32_32_16_16.")] = None,
+            ) -> None:
+    """Convert an original checkpoint (gan-compression, omgd, kill-the-bits, vintagify, onnx-style,
+    state-dict) into a gzoo model directory."""
+    try:
+        args = json.loads(arch_args) if arch_args else {}
+    except ValueError as err:
+        raise GzooError(f"--arch-args is not valid JSON ({err}); write it like '{{\"ngf\": 16}}'") from None
+    if not isinstance(args, dict):
+        raise GzooError("--arch-args must be a JSON object like '{\"ngf\": 16}'")
+    if config:
+        args["config"] = config
+    stdout.print(str(api.convert(source, fmt, output, arch, args)), highlight=False)
+
+
+zoo_app = typer.Typer(help="Maintainer commands for zoo.yaml.", no_args_is_help=True)
+app.add_typer(zoo_app, name="zoo")
+
+
+@zoo_app.command("pin")
+def zoo_pin(model_id: Annotated[str, typer.Argument(help="The entry whose weights to pin.")]) -> None:
+    """Resolve an entry's revision to a commit and record it with the file's sha256 in zoo.yaml (online)."""
+    pinned = api.pin(model_id)
+    stdout.print(f"{model_id}: " + ", ".join(f"{k} {v}" for k, v in pinned.items()), highlight=False)
+
+
 COLUMNS = ("id", "method", "task", "input", "params", "MACs", "MACs paper", "CPU ms", "MACs ÷ teacher",
            "speed-up", "reported")
 
@@ -156,9 +213,15 @@ def _sources(rows: list[dict]) -> list[str]:
 
 def _cells(row: dict, sources: list[str]) -> list[str]:
     reported = row["reported"]
+    if not row["measurable"]:
+        macs_paper = f"{human(row['reported_macs_paper'])} reported" if row["reported_macs_paper"] else "-"
+        latency = "not measurable yet"
+    else:
+        macs_paper = human(row["macs_paper"])
+        latency = f"{row['latency_ms']:.1f}" + ("*" if row["latency_runs"] < 3 else "")
     return [
         row["id"], row["method"], row["task"], row["input"], human(row["params"]), human(row["macs"]),
-        human(row["macs_paper"]), f"{row['latency_ms']:.1f}",
+        macs_paper, latency,
         "-" if row["macs_reduction"] is None else f"{row['macs_reduction']:.1f}x",
         "-" if row["latency_speedup"] is None else f"{row['latency_speedup']:.1f}x",
         "-" if reported is None else
@@ -169,8 +232,10 @@ def _cells(row: dict, sources: list[str]) -> list[str]:
 def _notes(board: dict, sources: list[str]) -> list[str]:
     return [
         f"Measured here: {board['cpu']}, {board['threads']} threads, torch {board['torch_version']}, "
-        f"gzoo {board['gzoo_version']}; CPU ms: {board['latency']}. MACs paper: the torchprofile convention "
-        "the papers published. 'reported' values are published numbers, not measured here:",
+        f"gzoo {board['gzoo_version']}; CPU ms: {board['latency']} (* fewer than 3 timed runs: a heavy model). "
+        "MACs paper: the torchprofile convention the papers published. 'not measurable yet': the exact "
+        "architecture is unknown (e.g. widths found by pruning). 'reported' values are published numbers, "
+        "not measured here:",
         *(f"[{i}] {source}" for i, source in enumerate(sources, 1)),
     ]
 

@@ -25,6 +25,15 @@ models:
     arch: sub_mobile_resnet_generator
     arch_args: {config: "4_4_8_4_8_8_4_4"}
     input: {channels: 3, height: 64, width: 64}
+  - id: gan-compression/horse2zebra-pruned
+    method: gan-compression
+    task: horse2zebra
+    teacher: original/horse2zebra
+    arch: sub_mobile_resnet_generator
+    input: {channels: 3, height: 64, width: 64}
+    measurable: false
+    reported:
+      - {metric: macs_paper, value: 2.56e9, source: "a paper"}
   - id: fritz/small-a030
     method: fritz
     task: style-transfer
@@ -60,7 +69,8 @@ def test_list_json_is_one_document_with_raw_counts(run_gzoo, shared_home):
     assert len(models) >= 40
     for model in models:
         assert REQUIRED_FIELDS <= set(model), model["id"]
-        assert all(isinstance(model[k], int) for k in ("params", "macs", "macs_paper"))
+        counts = [model[k] for k in ("params", "macs", "macs_paper")]
+        assert all(isinstance(c, int) for c in counts) if model["measurable"] else counts == [None] * 3
     by_id = {m["id"]: m for m in models}
     assert by_id["gan-compression/horse2zebra"]["params"] == 356_867
     assert by_id["original/horse2zebra"]["macs_paper"] == pytest.approx(56.80e9, rel=0.02)
@@ -120,7 +130,10 @@ def test_full_leaderboard_lists_every_entry_of_the_shipped_zoo(run_gzoo, shared_
     rows = {r["id"]: r for r in json.loads(result.stdout)["rows"]}
     assert set(rows) == set(load_zoo().entries)
     for row in rows.values():
-        assert row["latency_ms"] > 0 and row["macs_paper"] >= row["macs"] > 0
+        if row["measurable"]:
+            assert row["latency_ms"] > 0 and row["macs_paper"] >= row["macs"] > 0
+        else:
+            assert row["latency_ms"] is None and row["reported_macs_paper"] > 0
     # Like for like, as REFERENCE.md notes: the OMGD ResNet student is ~40x below the ResNet-9 original.
     assert rows["omgd/edges2shoes-resnet"]["macs_reduction"] == pytest.approx(40, rel=0.03)
     assert rows["gan-compression/horse2zebra"]["macs_reduction"] == pytest.approx(56.80 / 2.55, rel=0.02)
@@ -129,7 +142,10 @@ def test_full_leaderboard_lists_every_entry_of_the_shipped_zoo(run_gzoo, shared_
 def test_leaderboard_formats_and_reductions(run_gzoo, small_zoo, gzoo_home):
     board = json.loads(run_gzoo("leaderboard", "--format", "json", zoo=small_zoo).stdout)
     rows = {r["id"]: r for r in board["rows"]}
-    assert set(rows) == {"original/horse2zebra", "gan-compression/horse2zebra", "fritz/small-a030"}
+    assert set(rows) == {"original/horse2zebra", "gan-compression/horse2zebra", "fritz/small-a030",
+                         "gan-compression/horse2zebra-pruned"}
+    pruned = rows["gan-compression/horse2zebra-pruned"]
+    assert pruned["params"] is None and pruned["latency_ms"] is None and pruned["reported_macs_paper"] == 2.56e9
     student, teacher = rows["gan-compression/horse2zebra"], rows["original/horse2zebra"]
     assert student["macs_reduction"] == pytest.approx(teacher["macs_paper"] / student["macs_paper"])
     assert student["latency_speedup"] == pytest.approx(teacher["latency_ms"] / student["latency_ms"])
@@ -151,13 +167,14 @@ def test_leaderboard_formats_and_reductions(run_gzoo, small_zoo, gzoo_home):
 
     markdown = run_gzoo("leaderboard", "--format", "md", "--task", "horse2zebra", zoo=small_zoo).stdout
     assert markdown.startswith("| id |") and "gan-compression/horse2zebra" in markdown
+    assert "2.56G reported | not measurable yet" in markdown
     assert "fritz/small-a030" not in markdown and "not measured here" in markdown
 
 
 def test_leaderboard_filter_keeps_the_teacher_baseline(run_gzoo, small_zoo):
     board = json.loads(run_gzoo("leaderboard", "--method", "gan-compression", "--format", "json",
                                 zoo=small_zoo).stdout)
-    assert [r["id"] for r in board["rows"]] == ["gan-compression/horse2zebra"]
+    assert [r["id"] for r in board["rows"]] == ["gan-compression/horse2zebra", "gan-compression/horse2zebra-pruned"]
     assert board["rows"][0]["macs_reduction"] > 1
 
 

@@ -60,6 +60,12 @@ def test_latency_runs_within_bounds_and_restores_threads():
     assert torch.get_num_threads() == threads_before
 
 
+def test_a_heavy_model_gets_a_single_timed_run():
+    latency = measure_latency(nn.Conv2d(3, 8, 3), torch.zeros(1, 3, 32, 32), warmup=0, runs=10, min_runs=3,
+                              single_run_above=0.0)
+    assert latency.runs == 1
+
+
 def test_latency_stops_early_on_a_time_budget_but_keeps_the_minimum():
     latency = measure_latency(nn.Conv2d(3, 8, 3), torch.zeros(1, 3, 32, 32), warmup=0, runs=10_000,
                               min_runs=4, max_seconds=0.0)

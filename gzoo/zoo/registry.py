@@ -46,6 +46,7 @@ class ZooEntry:
     paper: str | None = None
     reported: tuple[Reported, ...] = ()
     recipe: str | None = None
+    measurable: bool = True  # False: listed for its published numbers; its exact architecture is not known yet
     line: int = 0
 
     def reported_value(self, metric: str) -> Reported | None:
@@ -58,7 +59,7 @@ class ZooEntry:
             "input": dict(zip(("channels", "height", "width"), self.input, strict=True)),
             "weights": self.weights, "license": self.license, "paper": self.paper,
             "reported": [r.as_dict() for r in self.reported],
-            "recipe": self.recipe,
+            "recipe": self.recipe, "measurable": self.measurable,
         }
 
 
@@ -200,7 +201,8 @@ class _Validator:
         if isinstance(raw, dict) and isinstance(raw.get("id"), str):
             where = f"{where} ({raw['id']})"
         raw = self.mapping(raw, parent, None, where, ("id", "method", "task", "arch", "input"),
-                           ("teacher", "arch_args", "weights", "license", "paper", "reported", "recipe"))
+                           ("teacher", "arch_args", "weights", "license", "paper", "reported", "recipe",
+                            "measurable"))
         model_id = self.typed(raw, "id", where, str)
         if not ID_PATTERN.match(model_id):
             self.fail(raw, "id", f"{where}.id", "must look like <method>/<task>[-<variant>] in lower case")
@@ -233,6 +235,7 @@ class _Validator:
             paper=self.typed(raw, "paper", where, str, nullable=True),
             reported=self.reported(raw, where),
             recipe=self.typed(raw, "recipe", where, str, nullable=True),
+            measurable=self.typed(raw, "measurable", where, bool, nullable=True) is not False,
             line=raw.line,
         )
 

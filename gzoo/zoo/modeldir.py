@@ -1,0 +1,120 @@
+"""A gzoo model directory: ``model.safetensors`` (weights), ``config.json`` (what to build), ``README.md``.
+
+Every checkpoint format is converted into this once; loading it never unpickles anything.
+"""
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from gzoo import __version__
+from gzoo.errors import GzooError
+
+WEIGHTS = "model.safetensors"
+CONFIG = "config.json"
+CARD = "README.md"
+
+
+def save_model_dir(directory: Path, state_dict: dict[str, torch.Tensor], config: dict[str, Any],
+                   card: str | None = None) -> Path:
+    """Write a model directory atomically: built in a temporary sibling, then renamed into place.
+
+    ``config`` needs at least ``arch`` and ``arch_args``; an existing directory is replaced only once
+    the new one is complete, so an interrupted save never leaves half a model behind.
+    """
+    from safetensors.torch import save_file
+
+    for key in ("arch", "arch_args"):
+        if key not in config:
+            raise ValueError(f"model config needs '{key}'")
+    directory = Path(directory)
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
+    try:
+        tensors = {k: v.detach().contiguous().cpu() for k, v in state_dict.items()}
+        save_file(tensors, str(staging / WEIGHTS))
+        (staging / CONFIG).write_text(json.dumps({"gzoo_version": __version__, **config}, indent=2) + "\n")
+        (staging / CARD).write_text(card or default_card(config))
+        # mkdtemp makes a private directory; give the result the permissions of any file the user creates.
+        umask = os.umask(0)
+        os.umask(umask)
+        for path in (staging, *staging.iterdir()):
+            path.chmod((0o777 if path.is_dir() else 0o666) & ~umask)
+        if directory.exists():
+            retired = directory.with_name(f".{directory.name}.old")
+            shutil.rmtree(retired, ignore_errors=True)
+            os.replace(directory, retired)
+            os.replace(staging, directory)
+            shutil.rmtree(retired, ignore_errors=True)
+        else:
+            os.replace(staging, directory)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return directory
+
+
+def read_config(directory: Path) -> dict[str, Any]:
+    path = Path(directory) / CONFIG
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise GzooError(f"{directory} is not a gzoo model directory (no {CONFIG}); "
+                        "`gzoo convert` makes one from an original checkpoint") from None
+    except ValueError as err:
+        raise GzooError(f"{path} is not valid JSON ({err}); convert the model again") from None
+
+
+def load_model_dir(directory: Path) -> nn.Module:
+    """Build the directory's architecture and load its weights; the model is returned in eval mode."""
+    from safetensors.torch import load_file
+
+    from gzoo.models import create_model
+
+    directory = Path(directory)
+    config = read_config(directory)
+    model = create_model(config["arch"], **config["arch_args"])
+    try:
+        state = load_file(str(directory / WEIGHTS))
+    except (OSError, RuntimeError) as err:
+        raise GzooError(f"cannot read {directory / WEIGHTS}: {err}; convert the model again") from None
+    load_state_checked(model, state, source=str(directory / WEIGHTS))
+    return model.eval()
+
+
+def load_state_checked(model: nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
+    """``load_state_dict`` that names the first missing, unexpected or misshapen tensor in one line."""
+    expected = model.state_dict()
+    for key, tensor in expected.items():
+        if key not in state:
+            raise GzooError(f"{source}: missing tensor '{key}' (shape {tuple(tensor.shape)}) for "
+                            f"{type(model).__name__}; check the architecture and its arguments")
+        if tuple(state[key].shape) != tuple(tensor.shape):
+            raise GzooError(f"{source}: tensor '{key}' has shape {tuple(state[key].shape)}, the architecture "
+                            f"expects {tuple(tensor.shape)}; check the architecture arguments (widths, config)")
+    for key in state:
+        if key not in expected:
+            raise GzooError(f"{source}: unexpected tensor '{key}' for {type(model).__name__}; "
+                            "check the architecture or the checkpoint format")
+    model.load_state_dict(state, strict=True)
+
+
+def default_card(config: dict[str, Any]) -> str:
+    """A minimal model card with Hub metadata."""
+    teacher = config.get("teacher")
+    lines = ["---", "library_name: gzoo", "tags:", "- image-to-image", "- gzoo"]
+    if config.get("method"):
+        lines.append(f"- {config['method']}")
+    if teacher:
+        lines.append(f"base_model: {teacher}")
+    if config.get("license"):
+        lines.append(f"license: {config['license'].lower()}")
+    lines += ["---", "", f"# {config.get('id') or config['arch']}", "",
+              f"Architecture `{config['arch']}` with arguments `{json.dumps(config['arch_args'])}`.", "",
+              "Load it with `gzoo.load(PATH)`.", ""]
+    return "\n".join(lines)

@@ -1,0 +1,118 @@
+"""Converters into gzoo model directories: real vintagify weights, GAN Compression/OMGD layouts, safety."""
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from gzoo import api
+from gzoo.errors import GzooError
+from gzoo.models import create_model
+from gzoo.zoo.converters import get_converter
+
+VINTAGIFY_WEIGHTS = "resources/G_A2B_epoch33.pth"
+
+
+def vintagify_checkpoint() -> Path:
+    import vintagify
+
+    return Path(vintagify.__file__).parent / VINTAGIFY_WEIGHTS
+
+
+def test_vintagify_converts_and_gives_the_packages_outputs(tmp_path):
+    from photos import photo
+    from vintagify.generator import ResnetGenerator as VintagifyGenerator
+
+    directory = api.convert(vintagify_checkpoint(), "vintagify", tmp_path / "vintagify")
+    assert sorted(p.name for p in directory.iterdir()) == ["README.md", "config.json", "model.safetensors"]
+    ours = api.load(directory)
+    reference = VintagifyGenerator().eval()
+    reference.load_state_dict(torch.load(vintagify_checkpoint(), map_location="cpu", weights_only=True))
+    x = photo(256)
+    with torch.no_grad():
+        torch.testing.assert_close(ours(x), reference(x), atol=1e-6, rtol=0)
+    config = json.loads((directory / "config.json").read_text())
+    assert config["arch_args"] == {"norm": "instance_affine"} and len(config["source"]["sha256"]) == 64
+
+
+@pytest.mark.parametrize(("arch", "args"), [
+    ("sub_mobile_resnet_generator", {"config": "16_16_32_16_32_32_16_16"}),
+    ("sub_mobile_resnet_generator", {"config": "24_24_40_56_24_56_16_40"}),
+    ("mobile_resnet_generator", {"ngf": 16}),
+    ("resnet_generator", {"ngf": 16}),
+    ("unet_generator", {"ngf": 8}),
+    ("omgd_deep_unet_generator", {"ngf": 8}),
+    ("omgd_deep_mobile_resnet_generator", {"ngf": 8}),
+])
+def test_original_layouts_are_recognised_from_their_tensors(tmp_path, arch, args):
+    torch.manual_seed(0)
+    original = create_model(arch, **args).eval()
+    checkpoint = tmp_path / "latest_net_G.pth"
+    # As the original code saves it: a plain state dict, here with DataParallel's prefix.
+    torch.save({f"module.{k}": v for k, v in original.state_dict().items()}, checkpoint)
+    fmt = "omgd" if arch.startswith(("unet", "omgd")) else "gan-compression"
+    converted = get_converter(fmt)(checkpoint, None, {})
+    assert converted.arch == arch and all(converted.arch_args[k] == v for k, v in args.items())
+    loaded = api.load(api.convert(checkpoint, fmt, tmp_path / "out"))
+    x = torch.rand(1, 3, 256, 256) * 2 - 1
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(x), original(x), atol=1e-6, rtol=0)
+
+
+def test_a_config_that_does_not_fit_the_checkpoint_names_the_problem(tmp_path):
+    checkpoint = tmp_path / "latest_net_G.pth"
+    torch.save(create_model("sub_mobile_resnet_generator", config="16_16_32_16_32_32_16_16").state_dict(), checkpoint)
+    with pytest.raises(GzooError, match="no architecture fits its tensors"):
+        api.convert(checkpoint, "gan-compression", tmp_path / "out", arch_args={"config": "32_32_48_32_48_48_16_16"})
+    with pytest.raises(GzooError, match=r"tensor 'model.1.weight' has shape \(16, 3, 7, 7\), the architecture expects"):
+        api.convert(checkpoint, "state-dict", tmp_path / "out", arch="sub_mobile_resnet_generator",
+                    arch_args={"config": "32_32_48_32_48_48_16_16"})
+    assert not (tmp_path / "out").exists()  # nothing half-written
+
+
+def test_state_dict_format_needs_an_architecture_and_reads_safetensors(tmp_path):
+    from safetensors.torch import save_file
+
+    model = create_model("fritz_style_net", alpha=0.25)
+    save_file(model.state_dict(), tmp_path / "w.safetensors")
+    with pytest.raises(GzooError, match="needs --arch"):
+        api.convert(tmp_path / "w.safetensors", "state-dict", tmp_path / "out")
+    directory = api.convert(tmp_path / "w.safetensors", "state-dict", tmp_path / "out", arch="fritz_style_net",
+                            arch_args={"alpha": 0.25})
+    assert api.directory_info(directory)["params"] == 108_374
+
+
+class RunsCode:
+    """Pickled, this object would run a shell command when unpickled."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        import os
+
+        return os.system, (f"touch {self.marker}",)
+
+
+def test_a_pickle_that_would_run_code_is_refused_without_running_it(tmp_path):
+    marker = tmp_path / "payload-ran"
+    checkpoint = tmp_path / "evil.pth"
+    torch.save({"model.1.weight": torch.zeros(1), "hook": RunsCode(marker)}, checkpoint)
+    with pytest.raises(GzooError, match="refused to load"):
+        api.convert(checkpoint, "gan-compression", tmp_path / "out")
+    assert not marker.exists()
+
+
+def test_unknown_format_suggests_the_known_ones(tmp_path):
+    with pytest.raises(GzooError, match="unknown checkpoint format 'gan-compresion' \\(did you mean gan-compression"):
+        api.convert(tmp_path / "x.pth", "gan-compresion", tmp_path / "out")
+
+
+def test_convert_cli_one_line_errors(run_gzoo, tmp_path):
+    result = run_gzoo("convert", str(tmp_path / "missing.pth"), "--from", "gan-compression", "-o", str(tmp_path / "o"))
+    assert result.returncode == 2 and result.stderr.count("\n") == 1 and "does not exist" in result.stderr
+    result = run_gzoo("convert", str(vintagify_checkpoint()), "--from", "vintagify", "-o", str(tmp_path / "v"))
+    assert result.returncode == 0, result.stderr
+    info = json.loads(run_gzoo("info", str(tmp_path / "v"), "--json").stdout)
+    assert info["params"] == 11_388_675 and info["size"]["dense_bytes"] > 11_388_675 * 4

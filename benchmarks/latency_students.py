@@ -24,7 +24,7 @@ def main() -> None:
     args = parser.parse_args()
 
     zoo = load_zoo()
-    students = [e for e in zoo.select(method=args.method) if e.teacher and e.method != "original"]
+    students = [e for e in zoo.select(method=args.method) if e.teacher and e.method != "original" and e.measurable]
     print(f"eager PyTorch, CPU, batch 1, {args.threads} threads, {args.rounds} alternating rounds "
           f"of 3 timed runs; torch {torch.__version__}")
     print(f"{'student':40} {'teacher':34} {'MACs ÷':>8} {'speed-up':>9} {'speed-up / MACs ÷':>18}")

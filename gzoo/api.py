@@ -233,10 +233,15 @@ def _figures(entry: ZooEntry, cache: FiguresCache, latency: bool = False) -> dic
                                    single_run_above=0.6)
         return {"latency": measured.as_dict()}
 
-    figures = dict(cache.get_or_measure("static " + _figures_key(entry), count))
-    if latency:
-        key = f"latency {_figures_key(entry)} {_cpu_name()} threads={_threads()}"
-        figures.update(cache.get_or_measure(key, time_it))
+    try:
+        figures = dict(cache.get_or_measure("static " + _figures_key(entry), count))
+        if latency:
+            key = f"latency {_figures_key(entry)} {_cpu_name()} threads={_threads()}"
+            figures.update(cache.get_or_measure(key, time_it))
+    except (ValueError, RuntimeError) as err:  # the architecture refused the zoo entry's input shape
+        shape = "x".join(map(str, entry.input))
+        raise GzooError(f"{entry.id}: its input {shape} (zoo.yaml line {entry.line}) does not fit {entry.arch}: "
+                        f"{str(err).splitlines()[0]}") from None
     return figures
 
 

@@ -192,3 +192,31 @@ def test_readme_opens_with_the_two_setup_commands_and_ci_runs_the_second():
     assert len(first_block) == 2 and "gzoo leaderboard" in first_block[0]
     assert first_block[1] in (root / ".ci" / "run").read_text().splitlines()
     assert textwrap.dedent(readme).startswith("```")
+
+
+def test_an_input_that_does_not_fit_the_architecture_is_one_line(run_gzoo, tmp_path):
+    zoo = tmp_path / "zoo.yaml"
+    zoo.write_text(SMALL_ZOO.split("  - id: gan-compression")[0] + """\
+  - id: original/cityscapes-gaugan
+    method: original
+    task: cityscapes
+    arch: spade_generator
+    arch_args: {ngf: 8}
+    input: {channels: 35, height: 256, width: 512}
+""")
+    assert_one_line_error(run_gzoo("info", "original/cityscapes-gaugan", zoo=zoo), "input 35x256x512",
+                          "does not fit spade_generator", "(B, 36, 256, 512)")
+
+
+def test_an_invalid_cat_width_config_is_one_line(run_gzoo, tmp_path):
+    zoo = tmp_path / "zoo.yaml"
+    zoo.write_text(SMALL_ZOO.split("  - id: gan-compression")[0] + """\
+  - id: cat/horse2zebra
+    method: cat
+    task: horse2zebra
+    arch: cat_inception_generator
+    arch_args: {widths: {stem: 16, down: [32], blocks: [], up: [32, 16]}}
+    input: {channels: 3, height: 64, width: 64}
+""")
+    assert_one_line_error(run_gzoo("info", "cat/horse2zebra", zoo=zoo), "cannot build cat_inception_generator",
+                          "down must be a list of 2 positive integers")

@@ -9,6 +9,7 @@ import http.server
 import io
 import threading
 import warnings
+from pathlib import Path
 
 import pytest
 import torch
@@ -180,3 +181,29 @@ def test_zoo_pin_records_commit_and_sha256_then_pulls_without_warning(hub_with_c
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # a pinned file pulls without the unpinned warning
         api.pull("gan-compression/horse2zebra", zoo=load_zoo(zoo.path))
+
+
+def test_bit_goes_down_pulls_from_its_url_with_the_zoos_pinned_sha256(url_server, tmp_path):
+    fixtures = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "kill-the-bits"
+    if not fixtures.exists():
+        pytest.skip(f"the published Bit-Goes-Down checkpoints are not at {fixtures}")
+    shipped = load_zoo().get("bit-goes-down/resnet18-large-blocks")
+    RangeHandler.payload = (fixtures / "resnet18_large_blocks.pth").read_bytes()  # on loopback, not GitHub
+    url = url_server.rsplit("/", 1)[0] + "/resnet18_large_blocks.pth"
+    zoo = tmp_path / "zoo.yaml"
+    zoo.write_text(f"""\
+schema: 1
+models:
+  - id: bit-goes-down/resnet18-large-blocks
+    method: bit-goes-down
+    task: imagenet
+    arch: resnet18
+    input: {{channels: 3, height: 224, width: 224}}
+    weights:
+      url: {{url: '{url}', sha256: {shipped.weights['url']['sha256']}}}
+      format: kill-the-bits
+""")
+    directory = api.pull(shipped.id, zoo=load_zoo(zoo))
+    info = api.directory_info(directory)
+    assert info["arch"] == "resnet18" and info["size"]["packed_bytes"] == 1_079_328
+    assert info["size"]["dense_bytes"] > 40 * info["size"]["packed_bytes"]

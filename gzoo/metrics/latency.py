@@ -18,7 +18,6 @@ class Latency:
     batch: int
     runtime: str = "eager"
     device: str = "cpu"
-    flush_denormal: bool = True
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -33,14 +32,12 @@ def measure_latency(model: nn.Module, example: torch.Tensor, warmup: int = 2, ru
     done and ``max_seconds`` have passed (so heavy models do not stall a leaderboard). A model whose
     first timed pass takes over ``single_run_above`` seconds gets only that run; ``runs`` says so.
 
-    Denormal floats are flushed to zero while timing, as deployment runtimes do: freshly initialised
-    networks drift into denormal activations that make some layers 10-40x slower on x86 CPUs, which
-    would measure the initialisation, not the architecture.
+    Timings assume an otherwise idle machine: with every core busy elsewhere, PyTorch's spinning worker
+    threads make small-op networks (mobile generators) several times slower.
     """
     previous_threads = torch.get_num_threads()
     threads = threads or previous_threads
     torch.set_num_threads(threads)
-    flushing = torch.set_flush_denormal(True)
     try:
         model = model.eval()
         times: list[float] = []
@@ -56,8 +53,6 @@ def measure_latency(model: nn.Module, example: torch.Tensor, warmup: int = 2, ru
                     break  # a heavy model: one timed run
     finally:
         torch.set_num_threads(previous_threads)
-        if flushing:
-            torch.set_flush_denormal(False)
     quartiles = statistics.quantiles(times, n=4) if len(times) > 1 else [times[0]] * 3
     return Latency(statistics.median(times), quartiles[2] - quartiles[0], len(times), warmup, threads,
-                   example.shape[0], flush_denormal=flushing)
+                   example.shape[0])

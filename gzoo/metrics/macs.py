@@ -115,7 +115,7 @@ OP_HANDLES = {
 }
 
 
-class UncountedOperatorError(RuntimeError):
+class UncountedOperatorError(Exception):
     """The traced model uses an op we have no rule for; its MACs would silently be missing."""
 
 

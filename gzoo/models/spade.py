@@ -208,7 +208,7 @@ class SpadeGenerator(nn.Module):
             raise ValueError(
                 f"a GauGAN for {self.dataset_name} takes a one-hot label map of shape (B, {d.label_nc}, {d.height}, "
                 f"{d.width}) ({d.label_classes} labels{' + dontcare' if d.dontcare else ''} + instance edges), "
-                f"not {tuple(seg.shape)}; build it with gzoo.models.spade.label_map_to_input"
+                f"not {tuple(int(n) for n in seg.shape)}; build it with gzoo.models.spade.label_map_to_input"
             )
 
     def remove_spectral_norm(self) -> None:

@@ -53,7 +53,7 @@ def get_converter(name: str) -> Converter:
 
 def _import_all() -> None:
     # Each format registers itself on import.
-    from gzoo.zoo.converters import gan_compression, kill_the_bits, onnx_style, state_dict, vintagify  # noqa: F401
+    from gzoo.zoo.converters import cat, gan_compression, kill_the_bits, onnx_style, state_dict, vintagify  # noqa: F401
 
 
 def read_checkpoint(path: Path) -> dict[str, torch.Tensor]:

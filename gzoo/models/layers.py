@@ -51,6 +51,15 @@ def check_dropout(rate: float) -> float:
     return rate
 
 
+class Residual(nn.Module):
+    """A block that adds its ``conv_block`` to its input (the residual blocks of every ResNet generator)."""
+
+    conv_block: nn.Module
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.conv_block(x)
+
+
 class SliceableInstanceNorm2d(nn.InstanceNorm2d):
     """Instance norm over however many channels arrive, using the leading affine parameters."""
 

@@ -7,13 +7,13 @@ deep one: the student's width with extra expansion blocks, so the two teachers r
 import torch
 from torch import nn
 
-from gzoo.models.layers import check_dropout, conv_bias, norm_layer, padding
+from gzoo.models.layers import Residual, check_dropout, conv_bias, norm_layer, padding
 from gzoo.models.registry import register_model
 from gzoo.models.resnet import MobileResnetBlock
 from gzoo.models.unet import UnetGenerator
 
 
-class ExpansionResnetBlock(nn.Module):
+class ExpansionResnetBlock(Residual):
     """[pad 1, 1x1 conv x4, norm, ReLU, 3x3 conv, norm, ReLU, 1x1 conv /4, norm, ReLU, dropout,
     pad 1, 3x3 conv, norm] plus the input.
 
@@ -33,9 +33,6 @@ class ExpansionResnetBlock(nn.Module):
             nn.Dropout(dropout),
             *padding(padding_type, 1)[0], nn.Conv2d(dim, dim, 3, padding=p, bias=bias), make_norm(dim),
         )
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x + self.conv_block(x)
 
 
 class DeepMobileResnetGenerator(nn.Module):

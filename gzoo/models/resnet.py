@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from gzoo.models.layers import (
+    Residual,
     SeparableConv2d,
     SuperConv2d,
     SuperConvTranspose2d,
@@ -74,7 +75,7 @@ def parse_config(config: str | list[int]) -> list[int]:
     return values
 
 
-class ResnetBlock(nn.Module):
+class ResnetBlock(Residual):
     """[pad, 3x3 conv, norm, ReLU, dropout, pad, 3x3 conv, norm] plus the input."""
 
     def __init__(self, dim: int, norm: str, dropout: float, padding_type: str) -> None:
@@ -87,11 +88,8 @@ class ResnetBlock(nn.Module):
             *padding(padding_type, 1)[0], nn.Conv2d(dim, dim, 3, padding=p, bias=bias), make_norm(dim),
         )
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x + self.conv_block(x)
 
-
-class MobileResnetBlock(nn.Module):
+class MobileResnetBlock(Residual):
     """The residual block with separable convs: dim -> inner -> dim."""
 
     def __init__(self, dim: int, inner: int, norm: str, dropout: float, padding_type: str,
@@ -104,9 +102,6 @@ class MobileResnetBlock(nn.Module):
             nn.Dropout(dropout),
             *padding(padding_type, 1)[0], separable(inner, dim, 3, padding=p), make_norm(dim),
         )
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x + self.conv_block(x)
 
 
 class ResnetGenerator(nn.Module):

@@ -68,15 +68,18 @@ def leaderboard(method: str | None = None, task: str | None = None, progress: Pr
     rows = []
     for entry in entries:
         own = figures[entry.id]
-        own_ms = own["latency"] and own["latency"]["median_ms"]
-        teacher = figures.get(entry.teacher) if entry.teacher and own["latency"] else None
+        latency = own["latency"] or {}
+        own_ms = latency.get("median_ms")
+        teacher = figures.get(entry.teacher) if entry.teacher else None
+        if teacher is None or not (latency and teacher["latency"]):
+            teacher = None  # a reduction needs both models measured
         headline = next((r for m in HEADLINE_METRICS if (r := entry.reported_value(m))), None)
         rows.append({
             "id": entry.id, "method": entry.method, "task": entry.task, "teacher": entry.teacher,
             "arch": entry.arch, "input": "x".join(map(str, entry.input)),
             "params": own["params"], "macs": own["macs"], "macs_paper": own["macs_paper"],
-            "latency_ms": own_ms, "latency_iqr_ms": own["latency"] and own["latency"]["iqr_ms"],
-            "latency_runs": own["latency"] and own["latency"]["runs"], "measurable": entry.measurable,
+            "latency_ms": own_ms, "latency_iqr_ms": latency.get("iqr_ms"), "latency_runs": latency.get("runs"),
+            "measurable": entry.measurable,
             "reported": None if headline is None else headline.as_dict(),
             "reported_macs_paper": (r := entry.reported_value("macs_paper")) and r.value,
             "macs_reduction": None if teacher is None else teacher["macs_paper"] / own["macs_paper"],

@@ -98,7 +98,11 @@ def load_zoo(path: Path | None = None) -> Zoo:
     except OSError as err:
         raise GzooError(f"cannot read zoo file {path}: {err.strerror}; set GZOO_ZOO to a readable zoo.yaml") from None
     try:
-        document = yaml.load(text, Loader=_LineLoader)  # a SafeLoader that records line numbers
+        loader = _LineLoader(text)  # a SafeLoader that records line numbers
+        try:
+            document = loader.get_single_data()
+        finally:
+            loader.dispose()
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f"{path}:{mark.line + 1}" if mark else str(path)

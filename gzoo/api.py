@@ -121,12 +121,16 @@ def model_dir(model_id: str) -> Path:
 
 def pull(model_id: str, revision: str | None = None, zoo: Zoo | None = None) -> Path:
     """Fetch and verify an entry's weights and convert them into its model directory; returns the directory."""
-    from gzoo.zoo.hub import fetch_weights
+    from gzoo.zoo.hub import fetch_weights, sha256_of
+    from gzoo.zoo.modeldir import CONFIG, read_config
 
     entry = (zoo or load_zoo()).get(model_id)
     checkpoint = fetch_weights(entry, revision)
-    return convert(checkpoint, entry.weights["format"], model_dir(entry.id), arch_args=entry.arch_args,
-                   entry=entry)
+    directory = model_dir(entry.id)
+    # The same checkpoint was converted before: nothing to redo.
+    if (directory / CONFIG).is_file() and read_config(directory)["source"]["sha256"] == sha256_of(checkpoint):
+        return directory
+    return convert(checkpoint, entry.weights["format"], directory, arch_args=entry.arch_args, entry=entry)
 
 
 def pin(model_id: str) -> dict[str, str]:
@@ -161,11 +165,11 @@ def directory_info(directory: Path) -> dict:
     Bit-Goes-Down's, the size in the paper's accounting of the packed form.
     """
     from gzoo.metrics import count_params
-    from gzoo.zoo.modeldir import WEIGHTS, load_model_dir
+    from gzoo.zoo.modeldir import WEIGHTS, load_model_dir, read_config
 
     directory = Path(directory)
     model = load_model_dir(directory)
-    config = json.loads((directory / "config.json").read_text())
+    config = read_config(directory)
     size = {"dense_bytes": (directory / WEIGHTS).stat().st_size}
     if "packed" in config:
         size["packed_bytes"] = config["packed"]["packed_bytes"]

@@ -167,14 +167,14 @@ def pull(model_id: Annotated[str, typer.Argument(help="A zoo id with published w
 
 @app.command()
 def convert(source: Annotated[Path, typer.Argument(help="The original checkpoint file.")],
-            fmt: Annotated[str, typer.Option("--from", help="Its format (gzoo convert --help lists them).")],
+            fmt: Annotated[str, typer.Option("--from", help="Its format (listed above).")],
             output: Annotated[Path, typer.Option("-o", "--output", help="The model directory to write.")],
             arch: Annotated[str | None, typer.Option(help="Architecture, where the format cannot tell.")] = None,
             arch_args: Annotated[str | None, typer.Option("--arch-args", help='JSON, e.g. \'{"ngf": 16}\'.')] = None,
             config: Annotated[str | None, typer.Option(help="GAN Compression config string, e.g. "
                                                             "16_16_32_16_32_32_16_16.")] = None,
             ) -> None:
-    """Convert an original checkpoint (gan-compression, omgd, kill-the-bits, vintagify, onnx-style,
+    """Convert an original checkpoint (gan-compression, omgd, cat, kill-the-bits, vintagify, onnx-style,
     state-dict) into a gzoo model directory."""
     try:
         args = json.loads(arch_args) if arch_args else {}

@@ -2,6 +2,7 @@
 
 import pytest
 import torch
+from photos import photo
 
 from gzoo.errors import GzooError
 from gzoo.metrics import count_macs, count_params
@@ -139,3 +140,15 @@ def test_bad_architecture_requests_are_one_clear_error(arch, args, message):
         create_model(arch, **args)
     assert message in str(error.value)
     assert "\n" not in str(error.value)
+
+
+@pytest.mark.parametrize("arch", ["resnet18", "resnet50"])
+def test_classifiers_have_torchvisions_layout_and_outputs(arch):
+    import torchvision
+
+    theirs = getattr(torchvision.models, arch)(weights=None).eval()
+    ours = create_model(arch).eval()
+    assert {k: v.shape for k, v in ours.state_dict().items()} == {k: v.shape for k, v in theirs.state_dict().items()}
+    ours.load_state_dict(theirs.state_dict())
+    image = photo(224)
+    torch.testing.assert_close(ours(image), theirs(image), rtol=0, atol=1e-5)

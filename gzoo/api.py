@@ -208,36 +208,30 @@ def _figures_key(entry: ZooEntry) -> str:
 def _figures(entry: ZooEntry, cache: FiguresCache, latency: bool = False) -> dict[str, Any]:
     """Params and MACs (and, with ``latency``, CPU latency) of the entry's architecture, cached.
 
-    Both are measured on one model instance: the MAC trace has just run it, so its kernels are warm
-    and the latency needs no separate warm-up pass (that saves a forward pass of every model).
+    Params and MACs come from a model on the ``meta`` device, which computes nothing; only the latency
+    needs real weights.
     """
     if not entry.measurable:
         return {"params": None, "macs": None, "macs_paper": None, **({"latency": None} if latency else {})}
-    built: list = []  # the model, built on first need
-
-    def model():
-        if not built:
-            built.append(build_model(entry))
-        return built[0]
 
     def count() -> dict[str, int]:
         import torch
 
         from gzoo.metrics import count_macs, count_params
 
-        macs = count_macs(model(), torch.zeros(1, *entry.input))
-        return {"params": count_params(model()), "macs": macs.macs, "macs_paper": macs.macs_paper}
+        with torch.device("meta"):
+            model = build_model(entry)
+            macs = count_macs(model, torch.zeros(1, *entry.input))
+        return {"params": count_params(model), "macs": macs.macs, "macs_paper": macs.macs_paper}
 
     def time_it() -> dict[str, dict]:
         import torch
 
         from gzoo.metrics import measure_latency
 
-        warm = bool(built)
         example = torch.rand(1, *entry.input) * 2 - 1
-        measured = measure_latency(model(), example, warmup=0 if warm else 1, runs=10, min_runs=3,
-                                   max_seconds=0.3, threads=_threads(),
-                                   single_run_above=0.6)
+        measured = measure_latency(build_model(entry), example, warmup=1, runs=10, min_runs=3, max_seconds=0.3,
+                                   threads=_threads(), single_run_above=0.6)
         return {"latency": measured.as_dict()}
 
     try:

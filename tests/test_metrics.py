@@ -1,11 +1,14 @@
 """The MAC counter's two conventions on layers whose counts can be worked out by hand; latency timing."""
 
+import time
+
 import pytest
 import torch
 from torch import nn
 
 from gzoo.metrics import count_macs, count_params, measure_latency
 from gzoo.metrics.macs import UncountedOperatorError
+from gzoo.models import create_model
 
 
 def test_conv_counts_output_elements_times_kernel_volume_in_both_conventions():
@@ -48,6 +51,34 @@ def test_an_op_without_a_rule_is_an_error_not_a_silent_zero():
         count_macs(Cumulative(), torch.zeros(1, 4))
 
 
+@pytest.mark.parametrize("arch, shape", [
+    ("resnet_generator", (3, 256, 256)),  # transposed convs
+    ("mobile_resnet_generator", (3, 256, 256)),  # depthwise-separable convs
+    ("resnet18", (3, 224, 224)),  # a linear layer
+])
+def test_true_macs_agree_with_fvcores_jit_flop_count(arch, shape):
+    """fvcore's traced count (its "flops" are MACs) is an independent implementation of the true convention."""
+    import warnings
+
+    from fvcore.nn import FlopCountAnalysis
+
+    model = create_model(arch).eval()
+    analysis = FlopCountAnalysis(model, torch.zeros(1, *shape))
+    analysis.unsupported_ops_warnings(False).uncalled_modules_warnings(False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch.jit's deprecation notices
+        by_operator = analysis.by_operator()
+    assert count_macs(model, torch.zeros(1, *shape)).macs == by_operator["conv"] + by_operator.get("linear", 0)
+
+
+def test_a_model_on_the_meta_device_counts_the_same_without_computing():
+    arguments = {"dataset": "coco-stuff", "ngf": 8}
+    real = count_macs(create_model("spade_generator", **arguments).eval(), torch.zeros(1, 184, 256, 256))
+    with torch.device("meta"):
+        model = create_model("spade_generator", **arguments).eval()
+        assert count_macs(model, torch.zeros(1, 184, 256, 256)) == real
+
+
 def test_params_count_parameters_not_buffers():
     assert count_params(nn.BatchNorm2d(5)) == 10
 
@@ -70,3 +101,15 @@ def test_latency_stops_early_on_a_time_budget_but_keeps_the_minimum():
     latency = measure_latency(nn.Conv2d(3, 8, 3), torch.zeros(1, 3, 32, 32), warmup=0, runs=10_000,
                               min_runs=4, max_seconds=0.0)
     assert latency.runs == 4
+
+
+def test_a_heavy_model_gets_one_cold_timed_run():
+    class Slow(nn.Module):
+        def forward(self, x):
+            time.sleep(0.02)
+            return x
+
+    latency = measure_latency(Slow(), torch.zeros(1), warmup=1, runs=10, single_run_above=0.01)
+    assert (latency.runs, latency.warmup) == (1, 0) and latency.median_ms >= 20
+    light = measure_latency(Slow(), torch.zeros(1), warmup=1, runs=4, max_seconds=0, single_run_above=1.0)
+    assert (light.runs, light.warmup) == (3, 1)

@@ -1,4 +1,8 @@
-"""Multiply-accumulates, counted once for every model by fvcore's JIT tracer with our own op handles.
+"""Multiply-accumulates, counted for every model by one rule per ATen operator.
+
+The model runs under a dispatch mode that sees every ATen operator with its tensors' shapes. Built on
+the ``meta`` device, nothing is computed: GauGAN at 512x256 is counted in a fraction of a second where
+a traced run (fvcore's JIT analysis, which this replaced) took seven. Tests check the true MACs against fvcore's.
 
 Two conventions, always labelled:
 
@@ -10,29 +14,30 @@ Two conventions, always labelled:
   elementwise mul, leaky ReLU and average pooling one per output element; bilinear upsampling four.
 """
 
-import logging
-import warnings
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from math import prod
 from typing import Any
 
 import torch
 from torch import nn
+from torch.utils._python_dispatch import TorchDispatchMode
 
-# Ops that cost nothing in either convention; naming them keeps fvcore from warning about them.
-ZERO_COST_OPS = (
-    "aten::add", "aten::add_", "aten::sub", "aten::rsub", "aten::div", "aten::cat", "aten::clamp", "aten::relu",
-    "aten::relu_", "aten::tanh", "aten::sigmoid", "aten::hardtanh", "aten::hardtanh_", "aten::dropout",
-    "aten::feature_dropout", "aten::reflection_pad2d", "aten::replication_pad2d", "aten::pad", "aten::constant_pad_nd",
-    "aten::max_pool2d", "aten::upsample_nearest2d", "aten::flatten", "aten::view", "aten::reshape", "aten::slice",
-    "aten::size", "aten::select", "aten::contiguous", "aten::to", "aten::expand", "aten::unsqueeze", "aten::squeeze",
-    "aten::permute", "aten::transpose", "aten::t", "aten::chunk", "aten::split", "aten::softmax", "aten::exp",
-    "aten::sum", "aten::pow", "aten::sqrt", "aten::abs", "aten::clone", "aten::zeros", "aten::ones", "aten::numel",
-    "aten::gelu", "aten::silu", "aten::hardswish", "aten::mish", "aten::copy_", "aten::fill_", "aten::zero_",
-    "aten::new_ones", "aten::new_zeros", "aten::ones_like", "aten::zeros_like", "aten::full", "aten::arange",
-    "aten::sigmoid_", "aten::tanh_", "aten::expand_as", "aten::index", "aten::index_select", "aten::repeat",
-)
+# Operators that cost nothing in either convention (data movement, activations, additions). Any operator
+# in neither this list nor RULES stops the count: its MACs would otherwise silently be missing.
+ZERO_COST_OPS = frozenset((
+    "add", "add_", "sub", "sub_", "rsub", "div", "div_", "neg", "cat", "stack", "clamp", "clamp_", "relu", "relu_",
+    "tanh", "tanh_", "sigmoid", "sigmoid_", "hardtanh", "hardtanh_", "gelu", "silu", "silu_", "hardswish",
+    "hardswish_", "mish", "softmax", "_softmax", "exp", "sum", "pow", "sqrt", "rsqrt", "abs", "dropout",
+    "native_dropout", "reflection_pad2d", "replication_pad2d", "constant_pad_nd", "pad", "max_pool2d",
+    "max_pool2d_with_indices", "upsample_nearest2d", "view", "_unsafe_view", "reshape", "flatten", "slice",
+    "select", "expand", "unsqueeze", "unsqueeze_", "squeeze", "squeeze_", "permute", "transpose", "t", "split",
+    "split_with_sizes", "chunk", "clone", "contiguous", "_to_copy", "copy_", "fill_", "zero_", "empty",
+    "empty_like", "empty_strided", "zeros", "zeros_like", "ones", "ones_like", "new_ones", "new_zeros",
+    "new_empty", "full", "arange", "repeat", "index", "index_select", "detach", "alias", "lift_fresh",
+    "_local_scalar_dense",
+))
 
 
 @dataclass(frozen=True)
@@ -41,117 +46,87 @@ class MacCount:
     macs_paper: int
 
 
-def _shape(value: Any) -> list[int]:
-    return value.type().sizes()
-
-
-def _counts(macs: int, macs_paper: int) -> Counter:
-    return Counter({"macs": macs, "macs_paper": macs_paper})
-
-
-def _convolution(inputs: list, outputs: list) -> Counter:
-    x_shape, w_shape, out_shape = _shape(inputs[0]), _shape(inputs[1]), _shape(outputs[0])
-    transposed = bool(inputs[6].toIValue())
-    kernel = prod(w_shape[2:])
+def _convolution(args: tuple, out: torch.Tensor) -> tuple[int, int]:
+    x, weight, transposed = args[0], args[1], bool(args[6])
+    kernel = prod(weight.shape[2:])
     if transposed:
         # weight [in, out/groups, k, k]: every input element meets out/groups * k*k weights.
-        true_macs = prod(x_shape) * w_shape[1] * kernel
+        true_macs = x.numel() * weight.shape[1] * kernel
     else:
         # weight [out, in/groups, k, k]: every output element needs in/groups * k*k products.
-        true_macs = prod(out_shape) * w_shape[1] * kernel
+        true_macs = out.numel() * weight.shape[1] * kernel
     # torchprofile reads the input channels from whichever weight axis is not the output channels.
-    paper_in = w_shape[1] if out_shape[1] == w_shape[0] else w_shape[0]
-    return _counts(true_macs, prod(out_shape) * paper_in * kernel)
+    paper_in = weight.shape[1] if out.shape[1] == weight.shape[0] else weight.shape[0]
+    return true_macs, out.numel() * paper_in * kernel
 
 
-def _matmul(inputs: list, outputs: list) -> Counter:
-    a, b = _shape(inputs[0]), _shape(inputs[1])
-    if len(a) == 1 and len(b) == 1:
-        macs = a[0]
-    else:
-        # Every output element is a dot product over the shared dimension.
-        shared = a[-1]
-        macs = prod(_shape(outputs[0])) * shared
-    return _counts(macs, macs)
+def _matrix_product(args: tuple, out: torch.Tensor) -> tuple[int, int]:
+    # mm(a, b) and bmm(a, b): every output element is a dot product over a's last dimension.
+    macs = out.numel() * args[0].shape[-1]
+    return macs, macs
 
 
-def _linear(inputs: list, outputs: list) -> Counter:
-    macs = prod(_shape(outputs[0])) * _shape(inputs[1])[-1]
-    return _counts(macs, macs)
+def _addmm(args: tuple, out: torch.Tensor) -> tuple[int, int]:
+    return _matrix_product(args[1:], out)  # addmm(bias, a, b), as a linear layer reaches ATen
 
 
-def _addmm(inputs: list, outputs: list) -> Counter:
-    n, m = _shape(inputs[1])
-    p = _shape(inputs[2])[1]
-    return _counts(n * m * p, n * m * p)
+def _per_output_element(factor: int) -> Callable[[tuple, torch.Tensor], tuple[int, int]]:
+    def rule(args: tuple, out: torch.Tensor) -> tuple[int, int]:
+        return 0, factor * out.numel()
+
+    return rule
 
 
-def _per_output_element(factor: int):
-    def handle(inputs: list, outputs: list) -> Counter:
-        return _counts(0, factor * prod(_shape(outputs[0])))
-
-    return handle
-
-
-OP_HANDLES = {
-    "aten::_convolution": _convolution,
-    "aten::matmul": _matmul,
-    "aten::mm": _matmul,
-    "aten::bmm": _matmul,
-    "aten::linear": _linear,
-    "aten::addmm": _addmm,
-    "aten::batch_norm": _per_output_element(1),
-    "aten::instance_norm": _per_output_element(1),
-    "aten::layer_norm": _per_output_element(1),
-    "aten::group_norm": _per_output_element(1),
-    "aten::mul": _per_output_element(1),
-    "aten::mul_": _per_output_element(1),
-    "aten::leaky_relu": _per_output_element(1),
-    "aten::leaky_relu_": _per_output_element(1),
-    "aten::adaptive_avg_pool2d": _per_output_element(1),
-    "aten::avg_pool2d": _per_output_element(1),
-    "aten::mean": _per_output_element(1),
-    "aten::upsample_bilinear2d": _per_output_element(4),
+RULES: dict[str, Callable[[tuple, torch.Tensor], tuple[int, int]]] = {
+    "convolution": _convolution,
+    "mm": _matrix_product,
+    "bmm": _matrix_product,
+    "addmm": _addmm,
+    **dict.fromkeys((
+        # norms (instance norm reaches ATen as a batch norm over the reshaped input)
+        "native_batch_norm", "_native_batch_norm_legit", "_native_batch_norm_legit_no_training",
+        "native_layer_norm", "native_group_norm",
+        "mul", "mul_", "leaky_relu", "leaky_relu_", "avg_pool2d", "_adaptive_avg_pool2d", "mean",
+    ), _per_output_element(1)),
+    "upsample_bilinear2d": _per_output_element(4),
 }
 
 
 class UncountedOperatorError(Exception):
-    """The traced model uses an op we have no rule for; its MACs would silently be missing."""
+    """The model uses an op we have no rule for; its MACs would silently be missing."""
+
+
+class _MacCounter(TorchDispatchMode):
+    def __init__(self) -> None:
+        super().__init__()
+        self.totals: Counter = Counter()
+        self.unknown: set[str] = set()
+
+    def __torch_dispatch__(self, func: Any, types: Any, args: tuple = (), kwargs: dict | None = None) -> Any:
+        out = func(*args, **(kwargs or {}))
+        name = func.overloadpacket.__name__
+        if name in RULES:
+            first = out[0] if isinstance(out, tuple | list) else out
+            macs, macs_paper = RULES[name](args, first)
+            self.totals.update(macs=macs, macs_paper=macs_paper)
+        elif name not in ZERO_COST_OPS:
+            self.unknown.add(f"aten::{name}")
+        return out
 
 
 def count_macs(model: nn.Module, example: torch.Tensor | tuple[torch.Tensor, ...]) -> MacCount:
-    """MACs of one forward pass of ``model`` on ``example`` (batch included), in both conventions."""
-    with _quiet_fvcore():
-        from fvcore.nn.jit_analysis import JitModelAnalysis
+    """MACs of one forward pass of ``model`` on ``example`` (batch included), in both conventions.
 
+    A model and example on the ``meta`` device are counted without computing anything.
+    """
     inputs = example if isinstance(example, tuple) else (example,)
-    analysis = JitModelAnalysis(model, inputs)
-    analysis.set_op_handle(**OP_HANDLES)
-    analysis.set_op_handle(**dict.fromkeys(ZERO_COST_OPS))
-    analysis.unsupported_ops_warnings(False).uncalled_modules_warnings(False).tracer_warnings("none")
-    with torch.no_grad(), _quiet_fvcore():
-        by_operator = analysis.by_operator()
-        unsupported = analysis.unsupported_ops()
-    if unsupported:
-        names = ", ".join(sorted(unsupported))
+    counter = _MacCounter()
+    with torch.no_grad(), counter:
+        model(*inputs)
+    if counter.unknown:
+        names = ", ".join(sorted(counter.unknown))
         raise UncountedOperatorError(f"no MAC rule for {names}; add one to gzoo/metrics/macs.py")
-    return MacCount(int(by_operator.get("macs", 0)), int(by_operator.get("macs_paper", 0)))
-
-
-class _quiet_fvcore:
-    """Keep fvcore's and torch.jit's deprecation chatter out of the user's terminal."""
-
-    def __enter__(self) -> None:
-        self._warnings = warnings.catch_warnings()
-        self._warnings.__enter__()
-        warnings.simplefilter("ignore")
-        self._logger = logging.getLogger("fvcore")
-        self._level = self._logger.level
-        self._logger.setLevel(logging.ERROR)
-
-    def __exit__(self, *exc: object) -> None:
-        self._logger.setLevel(self._level)
-        self._warnings.__exit__(*exc)
+    return MacCount(counter.totals["macs"], counter.totals["macs_paper"])
 
 
 def count_params(model: nn.Module) -> int:

@@ -176,6 +176,69 @@ def directory_info(directory: Path) -> dict:
     return {**config, "path": str(directory), "params": count_params(model), "size": size}
 
 
+# --- FID and KID ----------------------------------------------------------------------------------------------
+
+def fid(first: str | Path, second: str | Path, with_kid: bool = False, kid_subset_size: int | None = None,
+        kid_subsets: int = 100, batch_size: int = 32, inception_weights: str | None = None,
+        progress: Progress | None = None) -> dict[str, Any]:
+    """FID (and KID) between two image folders, or between a folder and an .npz of reference statistics.
+
+    Each folder's Inception features are cached by its content, so a folder already measured is not read
+    through the network again.
+    """
+    from gzoo.data import scan_image_folder
+    from gzoo.metrics import fid as fidlib
+    from gzoo.metrics.inception import inception_weights_path, load_extractor
+
+    if batch_size < 1:
+        raise GzooError(f"--batch-size must be at least 1, not {batch_size}")
+    second = Path(second)
+    reference = None
+    if second.suffix == ".npz" and not second.is_dir():
+        if with_kid:
+            raise GzooError(f"{second}: KID needs the reference images, not statistics; give a folder, or drop --kid")
+        reference = fidlib.load_npz_statistics(second)
+    folders = [scan_image_folder(first)] + ([] if reference is not None else [scan_image_folder(second)])
+    weights, weights_source = inception_weights_path(inception_weights)
+    cache = fidlib.FeatureCache(weights)
+    extractor = None
+    total, done = sum(len(folder) for folder in folders), 0
+    features, inputs = [], []
+    for folder in folders:
+        content = folder.content_hash()
+        folder_features = cache.load(content)
+        cached = folder_features is not None and len(folder_features) == len(folder)
+        if not cached:
+            extractor = extractor or load_extractor(weights).eval()
+
+            def advance(images: int, label: str = str(folder.root)) -> None:
+                nonlocal done
+                done += images
+                if progress:
+                    progress(done, total, label)
+
+            folder_features = fidlib.extract_features(extractor, folder.batches(batch_size), advance)
+            cache.store(content, folder_features)
+        else:
+            done += len(folder)
+        features.append(folder_features)
+        inputs.append({"path": str(folder.root), "images": len(folder), "skipped": len(folder.skipped),
+                       "size": "x".join(map(str, folder.size)), "content_sha256": content,
+                       "features_cached": cached})
+    if reference is not None:
+        inputs.append({"path": str(second), "statistics": "npz (mu, sigma)"})
+    stats = [fidlib.statistics(f) for f in features] + ([reference] if reference is not None else [])
+    if stats[0]["mu"].shape != stats[1]["mu"].shape:
+        raise GzooError(f"{second}: statistics of {stats[1]['mu'].shape[0]} features, the Inception pool3 layer "
+                        f"gives {stats[0]['mu'].shape[0]}; give statistics of the standard 2048-d features")
+    result: dict[str, Any] = {"fid": fidlib.fid(stats[0], stats[1])}
+    if with_kid:
+        mean, std, size = fidlib.kid(features[0], features[1], kid_subset_size, kid_subsets)
+        result.update(kid_mean=mean, kid_std=std, kid_subset_size=size, kid_subsets=kid_subsets)
+    return {**result, "inputs": inputs, "protocol": fidlib.PROTOCOL,
+            "inception": {"source": weights_source, "path": str(weights)}}
+
+
 # --- measured architecture figures, cached -----------------------------------------------------------------
 
 class FiguresCache:

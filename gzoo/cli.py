@@ -5,6 +5,8 @@ import io
 import json
 import sys
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any
@@ -134,13 +136,7 @@ def leaderboard(method: MethodOption = None, task: TaskOption = None,
                 output_format: Annotated[Format, typer.Option("--format", help="Output format.")] = Format.table,
                 ) -> None:
     """Measure every zoo entry on this machine and show it beside the published numbers."""
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  console=stderr, transient=True) as bar:
-        job = bar.add_task("measuring", total=None)
-
-        def advance(done: int, total: int, label: str) -> None:
-            bar.update(job, completed=done, total=total, description=f"measuring {label}")
-
+    with progress_bar("measuring") as advance:
         board = api.leaderboard(method, task, progress=advance)
     if output_format is Format.json:
         print_json(board)
@@ -150,6 +146,38 @@ def leaderboard(method: MethodOption = None, task: TaskOption = None,
         sys.stdout.write(_markdown(board))
     else:
         _rich_table(board)
+
+
+@app.command()
+def fid(first: Annotated[Path, typer.Argument(help="A folder of images (e.g. generated).")],
+        second: Annotated[Path, typer.Argument(help="Another folder of images (e.g. real), or an .npz of reference "
+                                                    "statistics (mu, sigma) as GAN Compression ships them.")],
+        with_kid: Annotated[bool, typer.Option("--kid", help="Also compute KID (needs two folders).")] = False,
+        kid_subset_size: Annotated[int | None, typer.Option(help="KID subset size [default: 1000, or the smaller "
+                                                                  "set's size]")] = None,
+        kid_subsets: Annotated[int, typer.Option(help="KID subsets.")] = 100,
+        batch_size: Annotated[int, typer.Option(help="Images per Inception batch.")] = 32,
+        inception_weights: Annotated[Path | None, typer.Option(help="torch-fidelity Inception weights file "
+                                                                    "[default: found offline, see README]")] = None,
+        as_json: JsonOption = False) -> None:
+    """FID (and KID) between two image folders, with the standard Inception of torch-fidelity."""
+    with progress_bar("Inception features") as advance:
+        result = api.fid(first, second, with_kid, kid_subset_size, kid_subsets, batch_size,
+                         str(inception_weights) if inception_weights else None, progress=advance)
+    if as_json:
+        print_json(result)
+        return
+    stdout.print(f"FID {result['fid']:.4f}", highlight=False)
+    if with_kid:
+        stdout.print(f"KID {result['kid_mean']:.6f} ± {result['kid_std']:.6f} "
+                     f"({result['kid_subsets']} subsets of {result['kid_subset_size']})", highlight=False)
+    for side in result["inputs"]:
+        if "images" in side:
+            cached = ", features cached" if side["features_cached"] else ""
+            skipped = f", {side['skipped']} non-image files skipped" if side["skipped"] else ""
+            stderr.print(f"{side['path']}: {side['images']} images {side['size']}{skipped}{cached}", highlight=False)
+    stderr.print(f"Inception weights: {result['inception']['source']} ({result['inception']['path']})",
+                 highlight=False)
 
 
 @app.command()
@@ -270,6 +298,22 @@ def _csv(rows: list[dict]) -> str:
         writer.writerow({**row, "reported_metric": reported.get("metric"), "reported_value": reported.get("value"),
                          "reported_source": reported.get("source")})
     return buffer.getvalue()
+
+
+@contextmanager
+def progress_bar(description: str) -> Iterator[api.Progress]:
+    """A transient rich progress bar on stderr, advanced by the API's (done, total, label) callback.
+
+    Only on a terminal: in logs and pipes it would leave blank lines around error messages.
+    """
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=stderr, transient=True, disable=not stderr.is_terminal) as bar:
+        job = bar.add_task(description, total=None)
+
+        def advance(done: int, total: int, label: str) -> None:
+            bar.update(job, completed=done, total=total, description=f"{description} {label}")
+
+        yield advance
 
 
 def main() -> None:

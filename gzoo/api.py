@@ -60,6 +60,7 @@ def leaderboard(method: str | None = None, task: str | None = None, progress: Pr
     for entry in entries:
         if entry.teacher:
             needed.setdefault(entry.teacher, zoo.get(entry.teacher))
+    newest = results.latest()  # first: a broken store fails before minutes of measuring
     cache = FiguresCache()
     figures: dict[str, dict] = {}
     for done, entry in enumerate(needed.values()):
@@ -69,7 +70,6 @@ def leaderboard(method: str | None = None, task: str | None = None, progress: Pr
     if progress:
         progress(len(needed), len(needed), "done")
 
-    newest = results.latest()
     rows = []
     for entry in entries:
         own = figures[entry.id]

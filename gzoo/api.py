@@ -14,7 +14,7 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
-from gzoo import __version__
+from gzoo import __version__, results
 from gzoo.errors import GzooError
 from gzoo.paths import atomic_write_text, gzoo_home
 from gzoo.zoo import Zoo, ZooEntry, load_zoo
@@ -48,7 +48,11 @@ def build_model(entry: ZooEntry):
 
 def leaderboard(method: str | None = None, task: str | None = None, progress: Progress | None = None,
                 zoo: Zoo | None = None) -> dict:
-    """Rows of measured figures beside the reported ones, with reductions against each teacher."""
+    """Rows of measured figures beside the reported ones, with reductions against each teacher.
+
+    ``measured`` holds each metric's newest value in the results store (see ``_measured``); the store's models
+    that are not in the zoo are left out.
+    """
     zoo = zoo or load_zoo()
     entries = zoo.select(method, task)
     # Teachers are measured too, even when filtered out, so every reduction has its baseline.
@@ -56,6 +60,7 @@ def leaderboard(method: str | None = None, task: str | None = None, progress: Pr
     for entry in entries:
         if entry.teacher:
             needed.setdefault(entry.teacher, zoo.get(entry.teacher))
+    newest = results.latest()  # first: a broken store fails before minutes of measuring
     cache = FiguresCache()
     figures: dict[str, dict] = {}
     for done, entry in enumerate(needed.values()):
@@ -74,6 +79,9 @@ def leaderboard(method: str | None = None, task: str | None = None, progress: Pr
         if teacher is None or not (latency and teacher["latency"]):
             teacher = None  # a reduction needs both models measured
         headline = next((r for m in HEADLINE_METRICS if (r := entry.reported_value(m))), None)
+        measured = _measured(entry, newest.get(entry.id, {}))
+        # The table shows the measured counterpart of the reported number where there is one.
+        preferred = [*([headline.metric] if headline else []), *HEADLINE_METRICS, *measured]
         rows.append({
             "id": entry.id, "method": entry.method, "task": entry.task, "teacher": entry.teacher,
             "arch": entry.arch, "input": "x".join(map(str, entry.input)),
@@ -81,6 +89,7 @@ def leaderboard(method: str | None = None, task: str | None = None, progress: Pr
             "latency_ms": own_ms, "latency_iqr_ms": latency.get("iqr_ms"), "latency_runs": latency.get("runs"),
             "measurable": entry.measurable,
             "reported": None if headline is None else headline.as_dict(),
+            "measured": measured, "measured_headline": next((m for m in preferred if m in measured), None),
             "reported_macs_paper": (r := entry.reported_value("macs_paper")) and r.value,
             "macs_reduction": None if teacher is None else teacher["macs_paper"] / own["macs_paper"],
             "latency_speedup": None if teacher is None else teacher["latency"]["median_ms"] / own_ms,
@@ -88,8 +97,23 @@ def leaderboard(method: str | None = None, task: str | None = None, progress: Pr
     return {
         "gzoo_version": __version__, "torch_version": _torch_version(), "device": "cpu",
         "cpu": _cpu_name(), "threads": _threads(), "latency": "eager PyTorch, batch 1, median of timed runs",
-        "rows": rows,
+        "results_store": str(results.store_path()), "rows": rows,
     }
+
+
+def _measured(entry: ZooEntry, newest: dict[str, results.Result]) -> dict[str, dict]:
+    """The entry's newest measured value per metric with its provenance.
+
+    ``protocol_differs`` is None for a metric the paper did not report; otherwise it says whether the measurement
+    did not follow the paper's protocol (``Result.follows``), i.e. whether the two numbers are not comparable.
+    """
+    measured = {}
+    for metric, result in newest.items():
+        reported = entry.reported_value(metric)
+        provenance = {k: v for k, v in result.as_dict().items() if k not in ("model_id", "metric")}
+        measured[metric] = {**provenance,
+                            "protocol_differs": None if reported is None else not result.follows(reported.protocol)}
+    return measured
 
 
 # --- weights: convert, pull, load ---------------------------------------------------------------------------

@@ -227,7 +227,7 @@ def zoo_pin(model_id: Annotated[str, typer.Argument(help="The entry whose weight
 
 
 COLUMNS = ("id", "method", "task", "input", "params", "MACs", "MACs paper", "CPU ms", "MACs ÷ teacher",
-           "speed-up", "reported")
+           "speed-up", "reported", "measured")
 
 
 def _sources(rows: list[dict]) -> list[str]:
@@ -254,7 +254,19 @@ def _cells(row: dict, sources: list[str]) -> list[str]:
         "-" if row["latency_speedup"] is None else f"{row['latency_speedup']:.1f}x",
         "-" if reported is None else
         f"{reported['metric']} {reported['value']:g} [{sources.index(reported['source']) + 1}]",
+        _measured_cell(row),
     ]
+
+
+def _measured_cell(row: dict) -> str:
+    """'fid 71.25 †' (the dagger: not the paper's protocol), or '-'."""
+    metric = row["measured_headline"]
+    if metric is None:
+        return "-"
+    measured = row["measured"][metric]
+    value = measured["value"]  # "inf" for the PSNR of identical images
+    return f"{metric} {value if isinstance(value, str) else f'{value:.4g}'}" + (
+        " †" if measured["protocol_differs"] else "")
 
 
 def _notes(board: dict, sources: list[str]) -> list[str]:
@@ -262,7 +274,9 @@ def _notes(board: dict, sources: list[str]) -> list[str]:
         f"Measured here: {board['cpu']}, {board['threads']} threads, torch {board['torch_version']}, "
         f"gzoo {board['gzoo_version']}; CPU ms: {board['latency']} (* fewer than 3 timed runs: a heavy model). "
         "MACs paper: the torchprofile convention the papers published. 'not measurable yet': the exact "
-        "architecture is unknown (e.g. widths found by pruning). 'reported' values are published numbers, "
+        "architecture is unknown (e.g. widths found by pruning). 'measured': the newest value in the results "
+        f"store {board['results_store']}; † measured under another protocol than the paper's, so not comparable "
+        "with 'reported' (--format json shows both protocols). 'reported' values are published numbers, "
         "not measured here:",
         *(f"[{i}] {source}" for i, source in enumerate(sources, 1)),
     ]
@@ -289,14 +303,17 @@ def _markdown(board: dict) -> str:
 def _csv(rows: list[dict]) -> str:
     buffer = io.StringIO()
     fields = ["id", "method", "task", "teacher", "arch", "input", "params", "macs", "macs_paper", "latency_ms",
-              "latency_iqr_ms", "reported_metric", "reported_value", "reported_source", "macs_reduction",
-              "latency_speedup"]
+              "latency_iqr_ms", "reported_metric", "reported_value", "reported_source", "measured_metric",
+              "measured_value", "measured_protocol_differs", "macs_reduction", "latency_speedup"]
     writer = csv.DictWriter(buffer, fieldnames=fields, extrasaction="ignore")
     writer.writeheader()
     for row in rows:
         reported = row["reported"] or {}
+        measured = row["measured"].get(row["measured_headline"], {})
         writer.writerow({**row, "reported_metric": reported.get("metric"), "reported_value": reported.get("value"),
-                         "reported_source": reported.get("source")})
+                         "reported_source": reported.get("source"), "measured_metric": row["measured_headline"],
+                         "measured_value": measured.get("value"),
+                         "measured_protocol_differs": measured.get("protocol_differs")})
     return buffer.getvalue()
 
 

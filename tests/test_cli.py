@@ -3,6 +3,7 @@
 import csv
 import io
 import json
+import math
 import textwrap
 
 import pytest
@@ -25,6 +26,9 @@ models:
     arch: sub_mobile_resnet_generator
     arch_args: {config: "4_4_8_4_8_8_4_4"}
     input: {channels: 3, height: 64, width: 64}
+    reported:
+      - {metric: fid, value: 71.81, source: "GAN Compression README",
+         protocol: "FID, Inception-v3 pool3 (TF 2015-12-05); reference: real train+test zebra (B) images"}
   - id: gan-compression/horse2zebra-pruned
     method: gan-compression
     task: horse2zebra
@@ -176,6 +180,49 @@ def test_leaderboard_filter_keeps_the_teacher_baseline(run_gzoo, small_zoo):
                                 zoo=small_zoo).stdout)
     assert [r["id"] for r in board["rows"]] == ["gan-compression/horse2zebra", "gan-compression/horse2zebra-pruned"]
     assert board["rows"][0]["macs_reduction"] > 1
+
+
+def test_leaderboard_shows_the_newest_measured_value_and_flags_another_protocol(run_gzoo, small_zoo):
+    from gzoo.results import Result, record
+
+    student = "gan-compression/horse2zebra"
+    ours = {"name": "FID, Inception-v3 pool3 (TF 2015-12-05); reference: 120 test zebra (B) images", "images": 120}
+    record([Result(student, "fid", 71.3, ours, "cpu: Test CPU", weights_sha256="ab" * 32, dataset="/data/testB",
+                   date="2024-05-01T12:00:00Z"),
+            Result(student, "psnr", math.inf, {"name": "PSNR to the teacher's outputs"}, "cpu: Test CPU")])
+
+    def refuse(constant):
+        raise AssertionError(f"{constant} is not JSON")
+
+    board = json.loads(run_gzoo("leaderboard", "--format", "json", "--method", "gan-compression", zoo=small_zoo)
+                       .stdout, parse_constant=refuse)
+    row, pruned = board["rows"]
+    assert row["id"] == student and row["measured_headline"] == "fid" and pruned["measured"] == {}
+    assert row["measured"]["fid"] == {
+        "value": 71.3, "protocol": ours, "protocol_differs": True, "device": "cpu: Test CPU",
+        "weights_sha256": "ab" * 32, "dataset": "/data/testB", "dataset_sha256": None, "gzoo_version": "0.1.0",
+        "torch_version": row["measured"]["fid"]["torch_version"], "date": "2024-05-01T12:00:00.000000+00:00"}
+    assert row["measured"]["psnr"]["value"] == "inf" and row["measured"]["psnr"]["protocol_differs"] is None
+    assert board["results_store"].endswith("results.sqlite")
+
+    table = run_gzoo("leaderboard", "--method", "gan-compression", zoo=small_zoo).stdout
+    assert "fid 71.3 †" in table and "† measured under another protocol than the paper's" in table
+
+    # A newer measurement under the paper's protocol (spelled with other case and spacing) replaces it, unflagged;
+    # the warm run reads the store without importing torch.
+    paper = "fid, inception-v3 pool3 (TF 2015-12-05);  reference: real train+test zebra (B) images"
+    record([Result(student, "fid", 70.06, {"name": paper}, "NVIDIA H100", date="2024-06-01T12:00:00Z")])
+    again = run_gzoo("-X", "importtime", "leaderboard", "--format", "md", "--method", "gan-compression",
+                     zoo=small_zoo, python_flags=True)
+    markdown_table = again.stdout.split("\n\n")[0]  # the notes below it explain the dagger
+    assert f"| {student} |" in markdown_table and "| fid 70.06 |" in markdown_table and "†" not in markdown_table
+    imported = {line.split("|")[-1].strip() for line in again.stderr.splitlines() if line.startswith("import time")}
+    assert "gzoo.results" in imported and "torch" not in imported
+    rows = list(csv.DictReader(io.StringIO(run_gzoo("leaderboard", "--format", "csv", "--method", "gan-compression",
+                                                    zoo=small_zoo).stdout)))
+    assert (rows[0]["measured_metric"], rows[0]["measured_value"], rows[0]["measured_protocol_differs"]) == (
+        "fid", "70.06", "False")
+    assert rows[1]["measured_metric"] == ""
 
 
 def test_bad_format_is_refused(run_gzoo, small_zoo):

@@ -9,7 +9,7 @@ import json
 import os
 import platform
 from collections.abc import Callable
-from functools import cache
+from functools import cache, partial
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any
@@ -200,6 +200,18 @@ def directory_info(directory: Path) -> dict:
     return {**config, "path": str(directory), "params": count_params(model), "size": size}
 
 
+class ImageCounter:
+    """Turns "n more images done" into the (done, total, label) progress callback."""
+
+    def __init__(self, total: int, progress: Progress | None) -> None:
+        self.total, self.done, self.progress = total, 0, progress
+
+    def advance(self, images: int, label: str = "") -> None:
+        self.done += images
+        if self.progress:
+            self.progress(self.done, self.total, label)
+
+
 # --- FID and KID ----------------------------------------------------------------------------------------------
 
 def fid(first: str | Path, second: str | Path, with_kid: bool = False, kid_subset_size: int | None = None,
@@ -212,7 +224,7 @@ def fid(first: str | Path, second: str | Path, with_kid: bool = False, kid_subse
     """
     from gzoo.data import scan_image_folder
     from gzoo.metrics import fid as fidlib
-    from gzoo.metrics.inception import inception_weights_path, load_extractor
+    from gzoo.metrics.inception import inception_weights_path
 
     if batch_size < 1:
         raise GzooError(f"--batch-size must be at least 1, not {batch_size}")
@@ -224,27 +236,16 @@ def fid(first: str | Path, second: str | Path, with_kid: bool = False, kid_subse
         reference = fidlib.load_npz_statistics(second)
     folders = [scan_image_folder(first)] + ([] if reference is not None else [scan_image_folder(second)])
     weights, weights_source = inception_weights_path(inception_weights)
-    cache = fidlib.FeatureCache(weights)
-    extractor = None
-    total, done = sum(len(folder) for folder in folders), 0
+    inception = fidlib.InceptionFeatures(weights)
+    counter = ImageCounter(sum(len(folder) for folder in folders), progress)
     features, inputs = [], []
     for folder in folders:
+        advance = partial(counter.advance, label=str(folder.root))
         content = folder.content_hash()
-        folder_features = cache.load(content)
-        cached = folder_features is not None and len(folder_features) == len(folder)
-        if not cached:
-            extractor = extractor or load_extractor(weights).eval()
-
-            def advance(images: int, label: str = str(folder.root)) -> None:
-                nonlocal done
-                done += images
-                if progress:
-                    progress(done, total, label)
-
-            folder_features = fidlib.extract_features(extractor, folder.batches(batch_size), advance)
-            cache.store(content, folder_features)
-        else:
-            done += len(folder)
+        folder_features, cached = inception.cached(content, "as stored", len(folder),
+                                                   partial(folder.batches, batch_size), advance)
+        if cached:
+            advance(len(folder))
         features.append(folder_features)
         inputs.append({"path": str(folder.root), "images": len(folder), "skipped": len(folder.skipped),
                        "size": "x".join(map(str, folder.size)), "content_sha256": content,

@@ -108,10 +108,11 @@ def test_features_are_cached_by_content_and_a_changed_folder_is_recomputed(folde
 def test_gan_compression_npz_statistics(folders, tmp_path):
     features = [api.fid(*folders)]  # populate the cache, then read the second folder's statistics as an .npz
     from gzoo.data import scan_image_folder
-    from gzoo.metrics.fid import FeatureCache, statistics
+    from gzoo.metrics.fid import InceptionFeatures, statistics
 
     second = scan_image_folder(folders[1])
-    cached = FeatureCache(inception.inception_weights_path()[0]).load(second.content_hash())
+    cached, was_cached = InceptionFeatures(inception.inception_weights_path()[0]).cached(
+        second.content_hash(), "as stored", len(second), lambda: pytest.fail("features should be cached"))
     stats = statistics(cached)
     np.savez(tmp_path / "ref.npz", mu=stats["mu"], sigma=stats["sigma"])
     assert api.fid(folders[0], tmp_path / "ref.npz")["fid"] == pytest.approx(features[0]["fid"], rel=1e-9)

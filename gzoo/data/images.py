@@ -45,12 +45,21 @@ class ImageFolder:
 
 def read_image(path: Path) -> torch.Tensor:
     """One image as a uint8 3 x H x W RGB tensor."""
+    return to_uint8_tensor(open_rgb(path))
+
+
+def open_rgb(path: Path) -> Image.Image:
+    """One image, decoded and converted to RGB."""
     try:
         with Image.open(path) as image:
-            array = np.asarray(image.convert("RGB"))
+            return image.convert("RGB")
     except (OSError, UnidentifiedImageError) as err:
         raise GzooError(f"cannot decode {path}: {err}; remove or replace the file") from None
-    return torch.from_numpy(array.copy()).permute(2, 0, 1).contiguous()
+
+
+def to_uint8_tensor(image: Image.Image) -> torch.Tensor:
+    """An RGB PIL image as a uint8 3 x H x W tensor."""
+    return torch.from_numpy(np.asarray(image).copy()).permute(2, 0, 1).contiguous()
 
 
 def scan_image_folder(root: str | Path) -> ImageFolder:

@@ -103,22 +103,48 @@ class FeatureCache:
         self.folder = gzoo_home() / "fid-features"
         self.weights_sha256 = _file_sha256(weights_path)
 
-    def path(self, content_hash: str) -> Path:
-        key = hashlib.sha256(f"{content_hash} {self.weights_sha256} {FEATURE_LAYER}".encode()).hexdigest()
+    def path(self, content_hash: str, variant: str) -> Path:
+        key = hashlib.sha256(f"{content_hash} {variant} {self.weights_sha256} {FEATURE_LAYER}".encode()).hexdigest()
         return self.folder / f"{key[:32]}.npy"
 
-    def load(self, content_hash: str) -> torch.Tensor | None:
+    def get_or_compute(self, content_hash: str, variant: str, count: int,
+                       compute: Callable[[], torch.Tensor]) -> tuple[torch.Tensor, bool]:
+        """The features of ``count`` images whose bytes hash to ``content_hash``, read as ``variant`` says
+        (e.g. "as stored", "resized to 256x256"); computed and stored when not cached. Also says if cached."""
+        path = self.path(content_hash, variant)
         try:
-            return torch.from_numpy(np.load(self.path(content_hash), allow_pickle=False))
+            features = torch.from_numpy(np.load(path, allow_pickle=False))
+            if len(features) == count:
+                return features, True
         except (OSError, ValueError):
-            return None  # not cached yet (or unreadable): compute again
-
-    def store(self, content_hash: str, features: torch.Tensor) -> None:
-        target = self.path(content_hash)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        staging = target.with_name(f".{target.stem}.{os.getpid()}.npy")
+            pass  # not cached yet (or unreadable): compute again
+        features = compute()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        staging = path.with_name(f".{path.stem}.{os.getpid()}.npy")
         np.save(staging, features.numpy())
-        os.replace(staging, target)  # readers see no file or a whole one
+        os.replace(staging, path)  # readers see no file or a whole one
+        return features, False
+
+
+class InceptionFeatures:
+    """torch-fidelity's Inception from local weights, built on first use, with a feature cache beside it."""
+
+    def __init__(self, weights_path: Path) -> None:
+        self.weights_path = weights_path
+        self.cache = FeatureCache(weights_path)
+        self._extractor: torch.nn.Module | None = None
+
+    def extract(self, batches: Iterable[torch.Tensor], progress: Progress | None = None) -> torch.Tensor:
+        if self._extractor is None:
+            from gzoo.metrics.inception import load_extractor
+
+            self._extractor = load_extractor(self.weights_path).eval()
+        return extract_features(self._extractor, batches, progress)
+
+    def cached(self, content_hash: str, variant: str, count: int, batches: Callable[[], Iterable[torch.Tensor]],
+               progress: Progress | None = None) -> tuple[torch.Tensor, bool]:
+        """Features of a set of images known by its content hash; ``batches`` is only called on a cache miss."""
+        return self.cache.get_or_compute(content_hash, variant, count, lambda: self.extract(batches(), progress))
 
 
 @cache

@@ -1,0 +1,123 @@
+"""The evaluation data layouts of the originals, read the way their test scripts read them.
+
+- paired: one folder of A|B images side by side (pix2pix); the input is one half, the target the other;
+- unpaired: a folder holding ``testA`` and ``testB`` (or ``valA``/``valB``) folders (CycleGAN);
+- single: a folder of inputs, no targets.
+
+Inputs are resized to the model's input size with bicubic filtering and scaled to [-1, 1] (the originals'
+``Resize`` + ``ToTensor`` + ``Normalize(0.5, 0.5)``); targets are resized the same way and kept as uint8.
+"""
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from PIL import Image
+
+from gzoo.data.images import ImageFolder, open_rgb, scan_image_folder, to_uint8_tensor
+from gzoo.errors import GzooError
+
+MODES = ("auto", "paired", "unpaired", "single")
+DIRECTIONS = ("AtoB", "BtoA")
+UNPAIRED_SPLITS = ("test", "val")
+
+
+@dataclass(frozen=True)
+class EvalData:
+    root: Path
+    mode: str  # paired | unpaired | single
+    direction: str
+    inputs: ImageFolder
+    targets: ImageFolder | None  # unpaired: the other domain's folder; paired: the inputs' folder itself
+
+    def __len__(self) -> int:
+        return len(self.inputs)
+
+    def describe(self) -> str:
+        if self.mode == "paired":
+            return f"paired A|B images of {self.root}, {self.direction}"
+        if self.mode == "unpaired":
+            return f"unpaired {self.inputs.root.name} -> {self.targets.root.name} of {self.root}"
+        return f"single folder {self.root}"
+
+    def content_hash(self) -> str:
+        hashes = [self.inputs.content_hash()]
+        if self.mode == "unpaired":
+            hashes.append(self.targets.content_hash())
+        return hashes[0] if len(hashes) == 1 else "+".join(hashes)
+
+    def input_batches(self, height: int, width: int, batch_size: int) -> Iterator[torch.Tensor]:
+        """Model inputs: float N x 3 x H x W in [-1, 1]."""
+        for paths in _chunks(self.inputs.paths, batch_size):
+            yield torch.stack([_to_unit_range(_resized(self._input_half(p), height, width)) for p in paths])
+
+    def target_batches(self, height: int, width: int, batch_size: int) -> Iterator[torch.Tensor]:
+        """Real targets (the FID reference): uint8 N x 3 x H x W, resized as the inputs are."""
+        if self.targets is None:
+            raise GzooError(f"{self.root}: a single folder has no real targets; pass --reference DIR for FID")
+        paths = self.targets.paths
+        for chunk in _chunks(paths, batch_size):
+            images = [self._target_half(p) if self.mode == "paired" else open_rgb(p) for p in chunk]
+            yield torch.stack([to_uint8_tensor(_resized(image, height, width)) for image in images])
+
+    def _input_half(self, path: Path) -> Image.Image:
+        image = open_rgb(path)
+        return _half(image, "left" if self.direction == "AtoB" else "right") if self.mode == "paired" else image
+
+    def _target_half(self, path: Path) -> Image.Image:
+        return _half(open_rgb(path), "right" if self.direction == "AtoB" else "left")
+
+
+def open_eval_data(root: str | Path, mode: str = "auto", direction: str = "AtoB") -> EvalData:
+    """Find the layout of ``root`` (or check the one asked for) and list its images."""
+    root = Path(root)
+    if mode not in MODES:
+        raise GzooError(f"unknown data mode {mode!r}; use one of {', '.join(MODES)}")
+    if direction not in DIRECTIONS:
+        raise GzooError(f"unknown direction {direction!r}; use AtoB or BtoA")
+    split = next((s for s in UNPAIRED_SPLITS if (root / f"{s}A").is_dir() and (root / f"{s}B").is_dir()), None)
+    if mode in ("auto", "unpaired") and split:
+        source, target = ("A", "B") if direction == "AtoB" else ("B", "A")
+        return EvalData(root, "unpaired", direction, scan_image_folder(root / f"{split}{source}"),
+                        scan_image_folder(root / f"{split}{target}"))
+    if mode == "unpaired":
+        raise GzooError(f"{root}: no testA/testB (or valA/valB) folders for unpaired data; use --mode single or "
+                        "paired, or point --data at the dataset's root")
+    folder = scan_image_folder(root)
+    width, height = folder.size
+    if mode == "paired" or (mode == "auto" and width == 2 * height):
+        if width % 2:
+            raise GzooError(f"{root}: paired A|B images need an even width, these are {width}x{height}")
+        return EvalData(root, "paired", direction, folder, folder)
+    return EvalData(root, "single", direction, folder, None)
+
+
+def quantise(outputs: torch.Tensor) -> torch.Tensor:
+    """Generator outputs in [-1, 1] to uint8 as the originals save them: ``(x + 1) / 2 * 255``, truncated."""
+    return ((outputs.float().clamp(-1, 1) + 1) / 2 * 255).to(torch.uint8)
+
+
+def save_images(images: torch.Tensor, folder: Path, names: list[str]) -> None:
+    """uint8 N x 3 x H x W tensors as PNG files named after their inputs."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for image, name in zip(images, names, strict=True):
+        Image.fromarray(image.permute(1, 2, 0).numpy()).save(folder / f"{Path(name).stem}.png")
+
+
+def _chunks(paths: tuple[Path, ...], size: int) -> Iterator[tuple[Path, ...]]:
+    for start in range(0, len(paths), size):
+        yield paths[start:start + size]
+
+
+def _half(image: Image.Image, side: str) -> Image.Image:
+    half = image.width // 2
+    return image.crop((0, 0, half, image.height) if side == "left" else (half, 0, 2 * half, image.height))
+
+
+def _resized(image: Image.Image, height: int, width: int) -> Image.Image:
+    return image if image.size == (width, height) else image.resize((width, height), Image.BICUBIC)
+
+
+def _to_unit_range(image: Image.Image) -> torch.Tensor:
+    return to_uint8_tensor(image).float() / 127.5 - 1

@@ -54,6 +54,12 @@ def _print_version(value: bool) -> None:
         raise typer.Exit()
 
 
+def _progress_bar() -> Progress:
+    # Only on a terminal: piped stderr would get the bar's leftover blank line before any error message.
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                    console=stderr, transient=True, disable=not stderr.is_terminal)
+
+
 @app.callback()
 def main_options(
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks.")] = False,
@@ -134,8 +140,7 @@ def leaderboard(method: MethodOption = None, task: TaskOption = None,
                 output_format: Annotated[Format, typer.Option("--format", help="Output format.")] = Format.table,
                 ) -> None:
     """Measure every zoo entry on this machine and show it beside the published numbers."""
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  console=stderr, transient=True) as bar:
+    with _progress_bar() as bar:
         job = bar.add_task("measuring", total=None)
 
         def advance(done: int, total: int, label: str) -> None:
@@ -150,6 +155,44 @@ def leaderboard(method: MethodOption = None, task: TaskOption = None,
         sys.stdout.write(_markdown(board))
     else:
         _rich_table(board)
+
+
+RUNTIME_NAMES = {"eager": "eager PyTorch", "onnxruntime": "ONNX Runtime"}
+
+
+@app.command()
+def bench(model: Annotated[str, typer.Argument(help="A zoo id (its architecture, random weights) or a model "
+                                                   "directory.")],
+          vs: Annotated[str | None, typer.Option("--vs", help="A second model, timed in alternating turns.")] = None,
+          runtime: Annotated[str, typer.Option(help="eager or onnxruntime.")] = "eager",
+          threads: Annotated[int | None, typer.Option(help="CPU threads (default: one per core).")] = None,
+          batch: Annotated[int, typer.Option(help="Images per pass.")] = 1,
+          runs: Annotated[int, typer.Option(help="Timed passes per model.")] = 10,
+          as_json: JsonOption = False) -> None:
+    """Time a model on the CPU (median of timed passes, peak memory); with --vs, compare two in one run."""
+    with _progress_bar() as bar:
+        job = bar.add_task("preparing", total=None)
+
+        def advance(done: int, total: int, label: str) -> None:
+            bar.update(job, completed=done, total=total, description=label)
+
+        result = api.bench(model, vs, runtime, threads, batch, runs, progress=advance)
+    if as_json:
+        print_json(result)
+        return
+    console = _wide_console()
+    console.print(f"{RUNTIME_NAMES[result['runtime']]}, {result['cpu']}, {result['threads']} threads, "
+                  f"batch {result['batch']}, median of {result['runs']} timed passes"
+                  + (" in alternating turns" if vs else ""), highlight=False)
+    table = Table("model", "weights", "input", "median ms", "IQR ms", "peak memory MB")
+    for m in result["models"]:
+        memory = "-" if m["peak_memory_mb"] is None else f"{m['peak_memory_mb']:.1f}"
+        table.add_row(m["model"], m["weights"], m["input"], f"{m['median_ms']:.2f}", f"{m['iqr_ms']:.2f}", memory)
+    console.print(table)
+    if result["ratio"] is not None:
+        a, b = (m["model"] for m in result["models"])
+        faster, slower, ratio = (a, b, result["ratio"]) if result["ratio"] >= 1 else (b, a, 1 / result["ratio"])
+        console.print(f"{faster} is {ratio:.1f}x faster than {slower}", highlight=False)
 
 
 @app.command()
@@ -245,10 +288,15 @@ def _rich_table(board: dict) -> None:
     table = Table(*COLUMNS)
     for row in board["rows"]:
         table.add_row(*_cells(row, sources))
-    console = stdout if stdout.is_terminal else Console(width=200)
+    console = _wide_console()
     console.print(table)
     for line in _notes(board, sources):
         console.print(line, highlight=False, markup=False)
+
+
+def _wide_console() -> Console:
+    # Piped output has no terminal width: rich would wrap tables at 80 columns.
+    return stdout if stdout.is_terminal else Console(width=200)
 
 
 def _markdown(board: dict) -> str:

@@ -113,6 +113,7 @@ def bench(model: str | Path, vs: str | Path | None = None, runtime: str = "eager
     named = [str(m) for m in (model, vs) if m is not None]
     built = [_bench_model(name, zoo) for name in named]
     examples = [_example(shape, batch) for _, shape, _ in built]
+
     def timed(done: int, total: int) -> None:
         if progress:
             progress(done, total, "timing")

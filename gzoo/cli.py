@@ -11,6 +11,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -183,16 +184,17 @@ def bench(model: Annotated[str, typer.Argument(help="A zoo id (its architecture,
     console = _wide_console()
     console.print(f"{RUNTIME_NAMES[result['runtime']]}, {result['cpu']}, {result['threads']} threads, "
                   f"batch {result['batch']}, median of {result['runs']} timed passes"
-                  + (" in alternating turns" if vs else ""), highlight=False)
+                  + (" in alternating turns" if vs else ""), highlight=False, markup=False)
     table = Table("model", "weights", "input", "median ms", "IQR ms", "peak memory MB")
     for m in result["models"]:
         memory = "-" if m["peak_memory_mb"] is None else f"{m['peak_memory_mb']:.1f}"
-        table.add_row(m["model"], m["weights"], m["input"], f"{m['median_ms']:.2f}", f"{m['iqr_ms']:.2f}", memory)
+        table.add_row(escape(m["model"]), m["weights"], m["input"], f"{m['median_ms']:.2f}", f"{m['iqr_ms']:.2f}",
+                      memory)
     console.print(table)
     if result["ratio"] is not None:
         a, b = (m["model"] for m in result["models"])
         faster, slower, ratio = (a, b, result["ratio"]) if result["ratio"] >= 1 else (b, a, 1 / result["ratio"])
-        console.print(f"{faster} is {ratio:.1f}x faster than {slower}", highlight=False)
+        console.print(f"{faster} is {ratio:.1f}x faster than {slower}", highlight=False, markup=False)
 
 
 @app.command()

@@ -1,4 +1,4 @@
-"""The Python API behind the CLI: list the zoo, describe an entry, build the leaderboard.
+"""The Python API behind the CLI: list the zoo, describe an entry, build the leaderboard, benchmark.
 
 Architecture figures (params, MACs, CPU latency) are measured on this machine and cached in
 ``$GZOO_HOME/figures.json``, keyed by architecture, arguments, input size, gzoo and torch versions
@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from gzoo import __version__, results
-from gzoo.errors import GzooError
+from gzoo.errors import GzooError, closest
 from gzoo.paths import atomic_write_text, gzoo_home
 from gzoo.zoo import Zoo, ZooEntry, load_zoo
 from gzoo.zoo.architectures import models_digest
@@ -23,6 +23,8 @@ from gzoo.zoo.architectures import models_digest
 # The quality metric a leaderboard row shows, in order of preference.
 HEADLINE_METRICS = ("fid", "miou", "top1", "kid", "size_bytes", "fps")
 Progress = Callable[[int, int, str], None]  # (done, total, label)
+# A model directory's input when its config.json names none: the zoo's usual image size.
+DEFAULT_INPUT = {"channels": 3, "height": 256, "width": 256}
 
 
 def list_models(method: str | None = None, task: str | None = None, zoo: Zoo | None = None) -> list[dict]:
@@ -114,6 +116,66 @@ def _measured(entry: ZooEntry, newest: dict[str, results.Result]) -> dict[str, d
         measured[metric] = {**provenance,
                             "protocol_differs": None if reported is None else not result.follows(reported.protocol)}
     return measured
+
+
+def bench(model: str | Path, vs: str | Path | None = None, runtime: str = "eager", threads: int | None = None,
+          batch: int = 1, runs: int = 10, progress: Progress | None = None, zoo: Zoo | None = None) -> dict:
+    """Latency and peak memory of a model (zoo id: its architecture with random weights; or a model directory).
+
+    With ``vs``, both are timed in alternating turns in this one process and ``ratio`` is B's median over
+    A's: above 1, A is that many times faster.
+    """
+    from gzoo.metrics.latency import RUNTIMES, measure_interleaved
+
+    if runtime not in RUNTIMES:
+        raise GzooError(f"unknown runtime '{runtime}'; choose one of {', '.join(RUNTIMES)}")
+    for name, value in (("--threads", threads), ("--batch", batch), ("--runs", runs)):
+        if value is not None and value < 1:
+            raise GzooError(f"{name} must be at least 1, not {value}")
+    threads = threads or _threads()
+    zoo = zoo or load_zoo()
+    named = [str(m) for m in (model, vs) if m is not None]
+    built = [_bench_model(name, zoo) for name in named]
+    examples = [_example(shape, batch) for _, shape, _ in built]
+
+    def timed(done: int, total: int) -> None:
+        if progress:
+            progress(done, total, "timing")
+
+    latencies = measure_interleaved([m for m, _, _ in built], examples, runtime, threads, runs, progress=timed)
+    a_ms, b_ms = latencies[0].median_ms, latencies[-1].median_ms
+    return {
+        "gzoo_version": __version__, "torch_version": _torch_version(), "device": "cpu", "cpu": _cpu_name(),
+        "threads": threads, "batch": batch, "runtime": runtime, "runs": runs,
+        "models": [{"model": name, "weights": weights, "input": "x".join(map(str, shape)), **latency.as_dict()}
+                   for name, (_, shape, weights), latency in zip(named, built, latencies, strict=True)],
+        "ratio": b_ms / a_ms if vs is not None else None,
+    }
+
+
+def _bench_model(name: str, zoo: Zoo) -> tuple[Any, tuple[int, int, int], str]:
+    """The model to time, its input shape (channels, height, width) and where its weights come from."""
+    from gzoo.zoo.modeldir import CONFIG, load_model_dir, read_config
+
+    path = Path(name)
+    if (path / CONFIG).is_file():
+        shape = read_config(path).get("input", DEFAULT_INPUT)
+        return load_model_dir(path), tuple(shape[k] for k in ("channels", "height", "width")), "directory"
+    if name not in zoo.entries:
+        raise GzooError(f"'{name}' is neither a gzoo model directory nor a zoo id{closest(name, list(zoo.entries))}; "
+                        "`gzoo list` shows every id")
+    entry = zoo.get(name)
+    if not entry.measurable:
+        raise GzooError(f"{name}: its exact architecture is unknown (not measurable yet); bench a model directory "
+                        "converted from its checkpoint instead")
+    return build_model(entry), entry.input, "random"
+
+
+def _example(shape: tuple[int, int, int], batch: int):
+    import torch
+
+    # Seeded, so both models of a comparison and every run see the same input.
+    return torch.rand(batch, *shape, generator=torch.Generator().manual_seed(0)) * 2 - 1
 
 
 # --- weights: convert, pull, load ---------------------------------------------------------------------------

@@ -13,6 +13,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -146,6 +147,40 @@ def leaderboard(method: MethodOption = None, task: TaskOption = None,
         sys.stdout.write(_markdown(board))
     else:
         _rich_table(board)
+
+
+RUNTIME_NAMES = {"eager": "eager PyTorch", "onnxruntime": "ONNX Runtime"}
+
+
+@app.command()
+def bench(model: Annotated[str, typer.Argument(help="A zoo id (its architecture, random weights) or a model "
+                                                   "directory.")],
+          vs: Annotated[str | None, typer.Option("--vs", help="A second model, timed in alternating turns.")] = None,
+          runtime: Annotated[str, typer.Option(help="eager or onnxruntime.")] = "eager",
+          threads: Annotated[int | None, typer.Option(help="CPU threads (default: one per core).")] = None,
+          batch: Annotated[int, typer.Option(help="Images per pass.")] = 1,
+          runs: Annotated[int, typer.Option(help="Timed passes per model.")] = 10,
+          as_json: JsonOption = False) -> None:
+    """Time a model on the CPU (median of timed passes, peak memory); with --vs, compare two in one run."""
+    with progress_bar("") as advance:
+        result = api.bench(model, vs, runtime, threads, batch, runs, progress=advance)
+    if as_json:
+        print_json(result)
+        return
+    console = _wide_console()
+    console.print(f"{RUNTIME_NAMES[result['runtime']]}, {result['cpu']}, {result['threads']} threads, "
+                  f"batch {result['batch']}, median of {result['runs']} timed passes"
+                  + (" in alternating turns" if vs else ""), highlight=False, markup=False)
+    table = Table("model", "weights", "input", "median ms", "IQR ms", "peak memory MB")
+    for m in result["models"]:
+        memory = "-" if m["peak_memory_mb"] is None else f"{m['peak_memory_mb']:.1f}"
+        table.add_row(escape(m["model"]), m["weights"], m["input"], f"{m['median_ms']:.2f}", f"{m['iqr_ms']:.2f}",
+                      memory)
+    console.print(table)
+    if result["ratio"] is not None:
+        a, b = (m["model"] for m in result["models"])
+        faster, slower, ratio = (a, b, result["ratio"]) if result["ratio"] >= 1 else (b, a, 1 / result["ratio"])
+        console.print(f"{faster} is {ratio:.1f}x faster than {slower}", highlight=False, markup=False)
 
 
 @app.command()
@@ -287,10 +322,15 @@ def _rich_table(board: dict) -> None:
     table = Table(*COLUMNS)
     for row in board["rows"]:
         table.add_row(*_cells(row, sources))
-    console = stdout if stdout.is_terminal else Console(width=200)
+    console = _wide_console()
     console.print(table)
     for line in _notes(board, sources):
         console.print(line, highlight=False, markup=False)
+
+
+def _wide_console() -> Console:
+    # Piped output has no terminal width: rich would wrap tables at 80 columns.
+    return stdout if stdout.is_terminal else Console(width=200)
 
 
 def _markdown(board: dict) -> str:
@@ -328,7 +368,7 @@ def progress_bar(description: str) -> Iterator[api.Progress]:
         job = bar.add_task(description, total=None)
 
         def advance(done: int, total: int, label: str) -> None:
-            bar.update(job, completed=done, total=total, description=f"{description} {label}")
+            bar.update(job, completed=done, total=total, description=f"{description} {label}".strip())
 
         yield advance
 

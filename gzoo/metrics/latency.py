@@ -1,11 +1,32 @@
-"""Wall-clock latency of a model: median (and interquartile range) of timed runs after warm-up."""
+"""Latency and peak memory of a model in eager PyTorch or ONNX Runtime: median (and IQR) of timed runs after warm-up.
 
+Peak memory is what a model's passes add on top of what the process already holds:
+
+- on a CUDA device, ``torch.cuda.max_memory_allocated`` above the memory allocated before the passes;
+- on the CPU (Linux), the process's peak resident set (``VmHWM``) above its resident set before the passes.
+  Peak RSS is process-wide and only ever grows, so before each measurement the C allocator hands its free
+  memory back (``malloc_trim``) and the peak is reset (``/proc/self/clear_refs``). It still counts whatever
+  else the process does meanwhile, and memory a runtime keeps between passes (ONNX Runtime's arena, thread
+  stacks) shows up only on the passes that first grew it: the measured passes start from an emptied arena.
+  Elsewhere it is ``None``.
+"""
+
+import ctypes
 import statistics
+import tempfile
 import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import torch
 from torch import nn
+
+from gzoo.errors import GzooError
+
+RUNTIMES = ("eager", "onnxruntime")
+ONNX_TOLERANCE = 1e-4  # max abs difference between ONNX Runtime's output and eager PyTorch's
 
 
 @dataclass(frozen=True)
@@ -18,6 +39,7 @@ class Latency:
     batch: int
     runtime: str = "eager"
     device: str = "cpu"
+    peak_memory_mb: float | None = None  # see the module's docstring for what it measures
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -25,8 +47,8 @@ class Latency:
 
 def measure_latency(model: nn.Module, example: torch.Tensor, warmup: int = 2, runs: int = 20,
                     min_runs: int = 3, max_seconds: float = 3.0, threads: int | None = None,
-                    single_run_above: float | None = None) -> Latency:
-    """Time ``model(example)`` in eager PyTorch on the CPU.
+                    single_run_above: float | None = None, runtime: str = "eager") -> Latency:
+    """Time ``model(example)`` in ``runtime`` (eager PyTorch, or ONNX Runtime on the CPU).
 
     Runs ``warmup`` untimed passes, then up to ``runs`` timed ones, stopping early once ``min_runs`` are
     done and ``max_seconds`` have passed (so heavy models do not stall a leaderboard). A model whose
@@ -36,30 +58,184 @@ def measure_latency(model: nn.Module, example: torch.Tensor, warmup: int = 2, ru
     Timings assume an otherwise idle machine: with every core busy elsewhere, PyTorch's spinning worker
     threads make small-op networks (mobile generators) several times slower.
     """
+    threads = threads or torch.get_num_threads()
+    with _runner(model, example, runtime, threads) as run, _PeakMemory(example.device) as memory:
+        first = _timed_ms(run)
+        if single_run_above is not None and first > 1000 * single_run_above:
+            times, warmup = [first], 0
+        else:
+            times = [] if warmup else [first]
+            for _ in range(warmup - 1):
+                run()
+            start = time.perf_counter()
+            while len(times) < runs and (len(times) < min_runs or time.perf_counter() - start < max_seconds):
+                times.append(_timed_ms(run))
+    return _summary(times, warmup, threads, example, runtime, memory.megabytes)
+
+
+def measure_onnx_latency(model: nn.Module, example: torch.Tensor, **protocol) -> Latency:
+    """``measure_latency`` in ONNX Runtime: exported once, checked against eager PyTorch, then timed."""
+    return measure_latency(model, example, runtime="onnxruntime", **protocol)
+
+
+def measure_interleaved(models: Sequence[nn.Module], examples: Sequence[torch.Tensor], runtime: str = "eager",
+                        threads: int | None = None, runs: int = 10, rounds: int = 5,
+                        progress: Callable[[int, int], None] | None = None) -> list[Latency]:
+    """Time several models in alternating turns (A, B, A, B, ...), so machine drift hits them all alike.
+
+    Each model gets ``runs`` timed passes spread over up to ``rounds`` turns; every turn starts with one
+    untimed pass, which absorbs what the previous model's turn left behind (caches, waking threads).
+    ``progress(done, total)`` counts timed passes.
+    """
+    threads = threads or torch.get_num_threads()
+    per_turn = max(1, runs // rounds)
+    times: list[list[float]] = [[] for _ in models]
+    peaks: list[list[float]] = [[] for _ in models]
+    warmups = [0] * len(models)
+    with ExitStack() as stack:
+        runners = [stack.enter_context(_runner(m, x, runtime, threads)) for m, x in zip(models, examples, strict=True)]
+        while len(times[-1]) < runs:
+            for i, run in enumerate(runners):
+                with _PeakMemory(examples[i].device) as memory:
+                    run()
+                    times[i] += [_timed_ms(run) for _ in range(min(per_turn, runs - len(times[i])))]
+                warmups[i] += 1
+                if memory.megabytes is not None:
+                    peaks[i].append(memory.megabytes)
+                if progress:
+                    progress(sum(map(len, times)), runs * len(models))
+    return [_summary(t, w, threads, x, runtime, max(p, default=None))
+            for t, w, x, p in zip(times, warmups, examples, peaks, strict=True)]
+
+
+def onnx_session(model: nn.Module, example: torch.Tensor, threads: int | None = None,
+                 tolerance: float = ONNX_TOLERANCE):
+    """An ONNX Runtime session (CPU) of ``model`` exported for ``example``'s shape, checked against eager.
+
+    The export goes through a temporary file; the session's output on ``example`` must equal eager
+    PyTorch's within ``tolerance`` (max abs difference), or this raises: a wrong export is an error, not
+    a silently different latency.
+    """
+    ort = _import_onnxruntime()
+    model = model.eval()
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads or torch.get_num_threads()
+    options.inter_op_num_threads = 1  # generators are one chain of ops: nothing to run side by side
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    with tempfile.TemporaryDirectory(prefix="gzoo-onnx-") as directory:
+        path = Path(directory) / "model.onnx"
+        export_onnx(model, example, path)
+        session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    with torch.inference_mode():
+        expected = model(example).cpu().numpy()
+    # Shrinking the arena after this check run lets the timed passes' peak memory show what they need.
+    check = ort.RunOptions()
+    check.add_run_config_entry("memory.enable_memory_arena_shrinkage", "cpu:0")
+    got = session.run(None, {session.get_inputs()[0].name: example.cpu().numpy()}, check)[0]
+    difference = float(abs(got - expected).max()) if got.shape == expected.shape else float("inf")
+    if not difference < tolerance:
+        raise GzooError(f"{type(model).__name__} exported to ONNX gives outputs {difference:.2g} away from eager "
+                        f"PyTorch's (tolerance {tolerance:g}); time it with --runtime eager", exit_code=1)
+    return session
+
+
+def export_onnx(model: nn.Module, example: torch.Tensor, path: Path) -> Path:
+    """Export ``model`` for inputs shaped like ``example`` to an ONNX file (torch.export-based exporter)."""
+    try:
+        program = torch.onnx.export(model, (example,), dynamo=True, verbose=False)
+    except ModuleNotFoundError as err:
+        raise GzooError(f"ONNX export needs {err.name}: pip install onnxscript") from None
+    except Exception as err:  # torch.export and the ONNX translation fail in many ways; all mean "not exportable"
+        raise GzooError(f"torch.onnx cannot export {type(model).__name__}: {str(err).strip().splitlines()[0]}; "
+                        "time it with --runtime eager", exit_code=1) from None
+    program.save(str(path))
+    return path
+
+
+@contextmanager
+def _runner(model: nn.Module, example: torch.Tensor, runtime: str, threads: int) -> Iterator[Callable[[], object]]:
+    """One pass of ``model`` on ``example`` in ``runtime`` as a zero-argument callable, set up for ``threads``."""
+    if runtime == "onnxruntime":
+        if example.device.type != "cpu":
+            raise GzooError(f"ONNX Runtime runs on the CPU here, not {example.device}; move the input to the CPU")
+        session = onnx_session(model, example, threads)
+        feed = {session.get_inputs()[0].name: example.numpy()}
+        yield lambda: session.run(None, feed)
+        return
+    if runtime != "eager":
+        raise GzooError(f"unknown runtime '{runtime}'; choose one of {', '.join(RUNTIMES)}")
+    model = model.eval()
+    synchronize = torch.cuda.synchronize if example.is_cuda else lambda: None  # CUDA runs asynchronously
+
+    @torch.inference_mode()
+    def run() -> None:
+        model(example)
+        synchronize()
+
     previous_threads = torch.get_num_threads()
-    threads = threads or previous_threads
     torch.set_num_threads(threads)
     try:
-        model = model.eval()
-        with torch.inference_mode():
-            first = _timed_ms(model, example)
-            if single_run_above is not None and first > 1000 * single_run_above:
-                times, warmup = [first], 0
-            else:
-                times = [] if warmup else [first]
-                for _ in range(warmup - 1):
-                    model(example)
-                start = time.perf_counter()
-                while len(times) < runs and (len(times) < min_runs or time.perf_counter() - start < max_seconds):
-                    times.append(_timed_ms(model, example))
+        yield run
     finally:
         torch.set_num_threads(previous_threads)
+
+
+class _PeakMemory:
+    """Peak memory (MB) that the passes inside the ``with`` block add; ``megabytes`` is None where unreadable."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.cuda = device.type == "cuda"
+        self.megabytes: float | None = None
+
+    def __enter__(self) -> "_PeakMemory":
+        if self.cuda:
+            torch.cuda.synchronize()
+            torch.cuda.reset_peak_memory_stats()
+            self.base = torch.cuda.memory_allocated()
+        else:
+            self.base = _reset_peak_rss()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self.cuda:
+            self.megabytes = (torch.cuda.max_memory_allocated() - self.base) / 2**20
+        elif self.base is not None:
+            self.megabytes = (_proc_status_kb("VmHWM") - self.base) / 1024
+
+
+def _reset_peak_rss() -> int | None:
+    """Hand free heap memory back, reset the process's peak RSS and return its RSS in kB (None off Linux)."""
+    try:
+        ctypes.CDLL(None).malloc_trim(0)  # glibc keeps freed blocks, which would hide the next pass's need
+        Path("/proc/self/clear_refs").write_text("5")  # "5" resets VmHWM to the current RSS
+        return _proc_status_kb("VmRSS")
+    except (OSError, AttributeError):  # no /proc, or a C library without malloc_trim
+        return None
+
+
+def _proc_status_kb(field: str) -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    raise OSError(f"/proc/self/status has no {field}")
+
+
+def _import_onnxruntime():
+    try:
+        import onnxruntime
+    except ImportError:
+        raise GzooError("the onnxruntime runtime needs ONNX Runtime: pip install onnxruntime") from None
+    return onnxruntime
+
+
+def _summary(times: list[float], warmup: int, threads: int, example: torch.Tensor, runtime: str,
+             peak_memory_mb: float | None) -> Latency:
     quartiles = statistics.quantiles(times, n=4) if len(times) > 1 else [times[0]] * 3
     return Latency(statistics.median(times), quartiles[2] - quartiles[0], len(times), warmup, threads,
-                   example.shape[0])
+                   example.shape[0], runtime, str(example.device), peak_memory_mb)
 
 
-def _timed_ms(model: nn.Module, example: torch.Tensor) -> float:
+def _timed_ms(run: Callable[[], object]) -> float:
     start = time.perf_counter()
-    model(example)
+    run()
     return (time.perf_counter() - start) * 1000

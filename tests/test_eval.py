@@ -55,6 +55,7 @@ def test_against_itself_psnr_is_infinite_ssim_one_fid_zero_and_stored(photos, ru
     assert result["metrics"]["ssim"] == pytest.approx(1.0, abs=1e-9)
     assert abs(result["metrics"]["fid"]) < 0.01
     assert result["protocols"]["fid"]["reference"] == f"outputs of the teacher {VINTAGIFY}"
+    assert result["protocols"]["fid"]["inception_weights"] == f"env {inception.ENV_VAR}"
     stored = results.latest(VINTAGIFY)[VINTAGIFY]
     assert stored["psnr"].value == float("inf") and stored["fid"].dataset == str(photos)
     assert stored["ssim"].weights_sha256 == result["weights_sha256"] and stored["ssim"].dataset_sha256
@@ -106,6 +107,7 @@ def test_unpaired_folders_and_saved_images(photos, tmp_path):
 
 @pytest.mark.parametrize("args, message", [
     (["--metrics", "top1"], "unknown metric 'top1'"),
+    (["--metrics", "is"], "needs the Inception classifier's logits"),
     (["--metrics", "psnr"], "cannot measure psnr: no teacher"),
     (["--metrics", "fid", "--mode", "single"], "cannot measure fid: no reference"),
     (["--max-images", "0"], "--max-images must be at least 1"),

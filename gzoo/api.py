@@ -228,6 +228,55 @@ def pin(model_id: str) -> dict[str, str]:
     return pin_entry(path, load_zoo(path).get(model_id))
 
 
+def push(directory: str | Path, repo_id: str, private: bool = False, token: str | None = None,
+         revision: str | None = None, progress: Progress | None = None) -> dict[str, Any]:
+    """Upload a model directory to the Hugging Face Hub model repository ``repo_id``; returns
+    {"repo_id", "commit", "url", "files"}.
+
+    The card (README.md) is regenerated first, in place: Hub metadata, the teacher as ``base_model`` where its
+    weights are on the Hub, and a ``model-index`` of the newest results measured on these weights (results store,
+    keyed as ``gzoo eval`` keys them); published numbers go into the card's body only.
+    """
+    from huggingface_hub.errors import HFValidationError
+    from huggingface_hub.utils import validate_repo_id
+
+    from gzoo.zoo.card import model_card
+    from gzoo.zoo.hub import sha256_of, upload_files
+    from gzoo.zoo.modeldir import CARD, CONFIG, WEIGHTS, read_config, results_key
+
+    try:
+        validate_repo_id(repo_id)
+    except HFValidationError as err:
+        raise GzooError(f"'{repo_id}' is not a Hub repository id ({str(err).splitlines()[0]}); write it as "
+                        "'user/name' or 'organization/name'") from None
+    directory = Path(directory)
+    config = read_config(directory)  # refuses a directory without config.json
+    if not (directory / WEIGHTS).is_file():
+        raise GzooError(f"{directory} is not a complete gzoo model directory (no {WEIGHTS}); convert the model again")
+    steps = ("model card", f"uploading to {repo_id}")
+    if progress:
+        progress(0, len(steps), steps[0])
+    zoo = load_zoo()
+    key = results_key(directory, config)
+    weights = sha256_of(directory / WEIGHTS)
+    newest: dict[str, results.Result] = {}
+    left_out = 0
+    for result in sorted(results.history(key), key=lambda r: r.date):  # stable: the last recorded wins a tie
+        if result.weights_sha256 == weights:
+            newest[result.metric] = result
+        else:
+            left_out += 1
+    reported = zoo.entries[key].as_dict()["reported"] if key in zoo.entries else config.get("reported") or []
+    atomic_write_text(directory / CARD, model_card(config, repo_id, list(newest.values()), reported, zoo, left_out))
+    if progress:
+        progress(1, len(steps), steps[1])
+    pushed = upload_files(directory, [WEIGHTS, CONFIG, CARD], repo_id, f"Upload {config.get('id') or directory.name} "
+                          f"with gzoo {__version__}", private, token, revision)
+    if progress:
+        progress(len(steps), len(steps), "done")
+    return pushed
+
+
 def load(id_or_dir: str | Path):
     """The ready model (nn.Module, eval mode) of a model directory or a zoo id (pulled when needed)."""
     from gzoo.zoo.modeldir import load_model_dir

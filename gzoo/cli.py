@@ -271,6 +271,27 @@ def pull(model_id: Annotated[str, typer.Argument(help="A zoo id with published w
 
 
 @app.command()
+def push(directory: Annotated[Path, typer.Argument(help="A gzoo model directory.")],
+         repo_id: Annotated[str, typer.Argument(help="The Hub model repository, e.g. user/horse2zebra-small.")],
+         private: Annotated[bool, typer.Option("--private", help="Create the repository private.")] = False,
+         revision: Annotated[str | None, typer.Option(help="Branch to commit to, created if missing "
+                                                           "(default: main).")] = None,
+         as_json: JsonOption = False) -> None:
+    """Upload a model directory to the Hugging Face Hub, its card regenerated with the measured results.
+
+    The Hub and token are huggingface_hub's: HF_ENDPOINT, HF_TOKEN or `hf auth login`.
+    """
+    with progress_bar("") as advance:
+        pushed = api.push(directory, repo_id, private=private, revision=revision, progress=advance)
+    if as_json:
+        print_json(pushed)
+        return
+    stdout.print(pushed["url"], highlight=False)
+    stderr.print(f"committed {', '.join(pushed['files'])} to {pushed['repo_id']} as {pushed['commit']}",
+                 highlight=False)
+
+
+@app.command()
 def convert(source: Annotated[Path, typer.Argument(help="The original checkpoint file.")],
             fmt: Annotated[str, typer.Option("--from", help="Its format (listed above).")],
             output: Annotated[Path, typer.Option("-o", "--output", help="The model directory to write.")],

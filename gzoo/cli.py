@@ -220,7 +220,7 @@ def eval_command(
         model: Annotated[str, typer.Argument(help="A zoo id or a model directory.")],
         data: Annotated[Path, typer.Option("--data", help="Dataset folder: A|B pairs, testA/testB folders, or a "
                                                           "folder of images; class folders for classifiers.")],
-        metrics: Annotated[str | None, typer.Option(help="Comma-separated: fid,kid,psnr,ssim,latency "
+        metrics: Annotated[str | None, typer.Option(help="Comma-separated: fid,kid,psnr,ssim,miou,latency "
                                                          "(generators), top1,top5,latency (classifiers) "
                                                          "[default: every one the data allows]")] = None,
         teacher: Annotated[str | None, typer.Option(help="Teacher (zoo id or directory) for PSNR/SSIM "
@@ -236,6 +236,10 @@ def eval_command(
         kid_subset_size: Annotated[int | None, typer.Option(help="KID subset size.")] = None,
         inception_weights: Annotated[str | None, typer.Option(help="torch-fidelity Inception weights file.")] = None,
         threads: Annotated[int | None, typer.Option(help="CPU threads for the latency.")] = None,
+        segmenter: Annotated[Path | None, typer.Option(help="mIoU: DRN-D-105 Cityscapes weights "
+                                                            "(drn-d-105_ms_cityscapes.pth).")] = None,
+        labels: Annotated[Path | None, typer.Option(help="mIoU: train-id label maps named like the inputs "
+                                                         "(stem.png).")] = None,
         no_store: Annotated[bool, typer.Option("--no-store", help="Do not write to the results store.")] = False,
         as_json: JsonOption = False) -> None:
     """Measure a model on a dataset (FID, KID, PSNR/SSIM against its teacher, top-1, latency) and store it."""
@@ -244,7 +248,7 @@ def eval_command(
                               store=not no_store, mode=mode, direction=direction, reference=reference,
                               batch_size=batch_size, max_images=max_images, save_images=save_images,
                               kid_subset_size=kid_subset_size, inception_weights=inception_weights,
-                              threads=threads)
+                              threads=threads, segmenter=segmenter, labels=labels)
     if as_json:
         print_json(result)
         return

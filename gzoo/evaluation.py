@@ -21,10 +21,12 @@ from gzoo.data.datasets import EvalData, open_eval_data, quantise, save_images
 from gzoo.errors import GzooError
 from gzoo.metrics import fid as fidlib
 from gzoo.metrics import measure_latency, psnr, ssim
+from gzoo.metrics.miou import CITYSCAPES_CLASSES, Segmenter, confusion_matrix, load_segmenter, miou
+from gzoo.metrics.miou import PROTOCOL as MIOU_PROTOCOL
 from gzoo.zoo.hub import sha256_of
 from gzoo.zoo.modeldir import CLASSIFIER_ARCHS, WEIGHTS, load_model_dir, read_config, results_key
 
-GENERATOR_METRICS = ("fid", "kid", "psnr", "ssim", "latency")
+GENERATOR_METRICS = ("fid", "kid", "psnr", "ssim", "miou", "latency")
 CLASSIFIER_METRICS = ("top1", "top5", "latency")
 FID_NAME = "FID, Inception-v3 pool3 (TF 2015-12-05)"
 
@@ -69,6 +71,8 @@ class Options:
     kid_subset_size: int | None = None
     inception_weights: str | None = None
     threads: int | None = None
+    segmenter: Path | Segmenter | None = None  # DRN-D-105 Cityscapes weights, or any Segmenter (Python API)
+    labels: Path | None = None  # train-id label maps named like the inputs (stem.png)
 
 
 def evaluate(subject: Subject, data_root: Path, teacher: Subject | None, options: Options,
@@ -124,7 +128,10 @@ def _generator(subject: Subject, data_root: Path, teacher: Subject | None, optio
     fid_impossible = None if (reference or data.targets or teacher) else "no reference: give --reference " \
         "DIR|NPZ, a dataset with real targets (paired or testA/testB), or --teacher"
     no_teacher = None if teacher else "no teacher to compare with; give --teacher ID|DIR"
+    no_segmenter = None if options.segmenter and options.labels else \
+        "needs --segmenter WEIGHTS (DRN-D-105 Cityscapes) and --labels DIR (train-id maps named like the inputs)"
     metrics = _chosen(options.metrics, GENERATOR_METRICS, {
+        "miou": no_segmenter,
         "fid": fid_impossible, "kid": fid_impossible or (
             "KID needs reference images, not statistics" if reference and reference.suffix == ".npz" else None),
         "psnr": no_teacher, "ssim": no_teacher})
@@ -162,6 +169,11 @@ def _generator(subject: Subject, data_root: Path, teacher: Subject | None, optio
             mean, std, size = fidlib.kid(outputs["features"], ref_features, options.kid_subset_size)
             measured["kid"] = (mean, {"name": f"KID, Inception-v3 pool3; reference: {ref_protocol['reference']}",
                                       "kid_std": std, "kid_subset_size": size, **common})
+    if "miou" in metrics:
+        value, _ = miou(outputs["confusion"])
+        measured["miou"] = (value, {"name": MIOU_PROTOCOL if isinstance(options.segmenter, Path) else
+                                    "mIoU %, a segmenter given through the Python API", **base,
+                                    "labels": str(options.labels)})
     if "latency" in metrics:
         measured["latency_ms"] = _latency(subject.model, outputs["example"], options.threads)
     return measured, str(data.root), data.content_hash()
@@ -174,17 +186,19 @@ def _run_generator(subject: Subject, teacher: Subject | None, data: EvalData, me
     _, height, width = subject.input
     sums = {"psnr": 0.0, "ssim": 0.0}
     features, teacher_features, example = [], [], None
+    segment = _segmentation(data, options) if "miou" in metrics else None
+    confusion = torch.zeros(CITYSCAPES_CLASSES, CITYSCAPES_CLASSES, dtype=torch.int64)
     # The teacher's outputs serve PSNR/SSIM, and FID/KID when they are the only reference.
     teacher_as_reference = inception is not None and options.reference is None and data.targets is None
     run_teacher = teacher is not None and ("psnr" in metrics or "ssim" in metrics or teacher_as_reference)
-    names = iter(data.inputs.paths)
+    done = 0
     with torch.inference_mode():
         for batch in data.input_batches(height, width, options.batch_size):
             example = batch[:1] if example is None else example
             output = subject.model(batch).clamp(-1, 1)
             images = quantise(output)
             if options.save_images:
-                save_images(images, options.save_images, [next(names).name for _ in images])
+                save_images(images, options.save_images, [p.name for p in data.inputs.paths[done:done + len(batch)]])
             if run_teacher:
                 expected = teacher.model(batch).clamp(-1, 1)
                 for index in range(len(batch)):
@@ -195,8 +209,12 @@ def _run_generator(subject: Subject, teacher: Subject | None, data: EvalData, me
                     teacher_features.append(inception.extract([quantise(expected)]))
             if inception is not None:
                 features.append(inception.extract([images]))
+            if segment is not None:
+                confusion += segment(images, data.inputs.paths[done:done + len(batch)])
+            done += len(batch)
             advance(len(batch))
-    return {**sums, "example": example, "features": torch.cat(features) if features else None,
+    return {**sums, "example": example, "confusion": confusion,
+            "features": torch.cat(features) if features else None,
             "teacher_features": torch.cat(teacher_features) if teacher_features else None}
 
 
@@ -227,6 +245,34 @@ def _reference_features(data: EvalData, reference: Path | None, teacher: Subject
     assert teacher is not None  # _chosen refused FID without any reference
     return outputs["teacher_features"], {"reference": f"outputs of the teacher {teacher.model_id}",
                                          "teacher_weights_sha256": teacher.weights_sha256}
+
+
+def _segmentation(data: EvalData, options: Options) -> Callable[[torch.Tensor, tuple[Path, ...]], torch.Tensor]:
+    """A function from (generated uint8 images, their input paths) to the confusion matrix against the labels."""
+    segmenter = load_segmenter(options.segmenter) if isinstance(options.segmenter, Path) else options.segmenter
+    labels_dir = Path(options.labels)
+    missing = [p for p in data.inputs.paths if not (labels_dir / f"{p.stem}.png").is_file()]
+    if missing:
+        raise GzooError(f"{labels_dir}: no label map {missing[0].stem}.png for input {missing[0].name} "
+                        f"({len(missing)} missing); name each train-id label map after its input")
+
+    def confusion(images: torch.Tensor, paths: tuple[Path, ...]) -> torch.Tensor:
+        maps = [_label_map(labels_dir / f"{p.stem}.png") for p in paths]
+        if any(m.shape != maps[0].shape for m in maps):
+            raise GzooError(f"{labels_dir}: label maps of different sizes ({paths[0].stem}.png "
+                            f"{tuple(maps[0].shape)}); give label maps of one size")
+        labels = torch.stack(maps)
+        return confusion_matrix(segmenter(images, tuple(labels.shape[-2:])), labels, CITYSCAPES_CLASSES)
+
+    return confusion
+
+
+def _label_map(path: Path) -> torch.Tensor:
+    import numpy as np
+    from PIL import Image
+
+    with Image.open(path) as image:
+        return torch.from_numpy(np.asarray(image, dtype=np.int64).copy())
 
 
 def _latency(model: nn.Module, example: torch.Tensor, threads: int | None) -> tuple[float, dict]:

@@ -111,6 +111,7 @@ def test_unpaired_folders_and_saved_images(photos, tmp_path):
     (["--metrics", "psnr"], "cannot measure psnr: no teacher"),
     (["--metrics", "fid", "--mode", "single"], "cannot measure fid: no reference"),
     (["--max-images", "0"], "--max-images must be at least 1"),
+    (["--metrics", "miou"], "cannot measure miou: needs --segmenter"),
     (["--direction", "sideways"], "unknown direction"),
 ])
 def test_bad_input_is_one_line_and_exit_2(args, message, photos, run_gzoo):
@@ -151,3 +152,28 @@ def test_top1_of_a_published_bit_goes_down_resnet_on_real_photos(tmp_path, run_g
     print(f"Bit-Goes-Down ResNet-18 (large blocks) on 2 real photos: top-1 {measured['top1']}%, "
           f"top-5 {measured['top5']}%")
     assert measured["top5"] == 100.0 and measured["top1"] >= 50.0
+
+
+def test_miou_of_generated_images_against_label_maps_of_another_size(photos, tmp_path):
+    """A colour-threshold segmenter through the Python API; labels at 512x512 with one block relabelled."""
+    import numpy as np
+    from PIL import Image
+    from test_miou import colour_segmenter, independent_miou
+
+    from gzoo.data.datasets import open_eval_data, quantise
+
+    data = open_eval_data(photos)
+    with torch.inference_mode():
+        generated = quantise(api.load(VINTAGIFY)(next(data.input_batches(256, 256, 4))))
+    predicted = colour_segmenter(generated, (512, 512)).numpy()
+    labels = predicted.copy()
+    labels[:, :128, :128] = 3  # disagree in one corner
+    labels[:, -64:, :] = 255  # and ignore a strip
+    (tmp_path / "labels").mkdir()
+    for path, label in zip(data.inputs.paths[:4], labels, strict=True):
+        Image.fromarray(label.astype(np.uint8)).save(tmp_path / "labels" / f"{path.stem}.png")
+    result = api.evaluate(VINTAGIFY, photos, ["miou"], segmenter=colour_segmenter, labels=tmp_path / "labels",
+                          max_images=4, batch_size=3, store=False)
+    expected = independent_miou(predicted, labels, 19)
+    assert 20 < expected < 95
+    assert result["metrics"]["miou"] == pytest.approx(expected, rel=1e-9)

@@ -9,7 +9,7 @@ and top-5 accuracy on an ImageFolder-style directory. Every number goes to the r
 
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from functools import partial
+from functools import cache, partial
 from pathlib import Path
 from typing import Any
 
@@ -289,20 +289,19 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 
 def _classifier(subject: Subject, data_root: Path, options: Options,
                 progress: Progress | None) -> tuple[dict, str, str]:
-    """Top-1/top-5 accuracy (%) on class folders named by ImageNet class index (0..999)."""
+    """Top-1/top-5 accuracy (%) on class folders named by ImageNet class index (0..999) or WordNet id."""
     from gzoo.data import scan_image_folder
 
     metrics = _chosen(options.metrics, CLASSIFIER_METRICS, {})
     if not data_root.is_dir():
-        raise GzooError(f"{data_root}: no such folder; give a folder of class folders (0, 1, ... 999)")
+        raise GzooError(f"{data_root}: no such folder; give a folder of class folders (0 ... 999, or n01440764 ...)")
     classes = sorted(p for p in data_root.iterdir() if p.is_dir() and not p.name.startswith("."))
-    bad = [p.name for p in classes if not (p.name.isdigit() and int(p.name) < 1000)]
-    if not classes or bad:
-        what = f"folder {bad[0]!r} is not an ImageNet class index" if bad else "it has no class folders"
-        raise GzooError(f"{data_root}: {what}; name each class folder by its index 0..999")
+    if not classes:
+        raise GzooError(f"{data_root}: it has no class folders; name each by its ImageNet index or WordNet id")
+    labels = {folder: _imagenet_class(folder.name) for folder in classes}
     samples = []
     for folder in classes:
-        samples += [(path, int(folder.name)) for path in scan_image_folder(folder, same_size=False).paths]
+        samples += [(path, labels[folder]) for path in scan_image_folder(folder, same_size=False).paths]
     if options.max_images:
         samples = samples[:options.max_images]
     correct = {"top1": 0, "top5": 0}
@@ -325,6 +324,24 @@ def _classifier(subject: Subject, data_root: Path, options: Options,
         measured["latency_ms"] = _latency(subject.model, example, options.threads)
     content = "+".join(scan_image_folder(f, same_size=False).content_hash() for f in classes)
     return measured, str(data_root), _sha256_text(content)
+
+
+def _imagenet_class(name: str) -> int:
+    """A class folder's ImageNet index: the name itself (0..999), or a WordNet id's place in the sorted list."""
+    if name.isdigit() and int(name) < 1000:
+        return int(name)
+    index = _imagenet_wnids().get(name)
+    if index is None:
+        raise GzooError(f"class folder {name!r} is neither an ImageNet class index (0..999) nor one of its 1000 "
+                        "WordNet ids (n01440764 ...); rename it")
+    return index
+
+
+@cache
+def _imagenet_wnids() -> dict[str, int]:
+    # The 1000 ILSVRC-2012 WordNet ids; a class's index is its id's place in sorted order.
+    wnids = (Path(__file__).parent / "data" / "imagenet_wnids.txt").read_text().split()
+    return {wnid: index for index, wnid in enumerate(sorted(wnids))}
 
 
 def _imagenet_input(path: Path) -> torch.Tensor:

@@ -132,7 +132,8 @@ def test_a_label_map_generator_is_refused_clearly(tmp_path, photos, run_gzoo):
 
 
 def test_top1_of_a_published_bit_goes_down_resnet_on_real_photos(tmp_path, run_gzoo):
-    """Class folders named by ImageNet index: chelsea is an Egyptian cat (285), coffee an espresso (967)."""
+    """Class folders named by WordNet id or ImageNet index: chelsea an Egyptian cat (n02124075 = 285), coffee an
+    espresso (967)."""
     from pathlib import Path
 
     from PIL import Image
@@ -143,7 +144,7 @@ def test_top1_of_a_published_bit_goes_down_resnet_on_real_photos(tmp_path, run_g
     if not checkpoint.is_file():
         pytest.skip(f"the published Bit-Goes-Down checkpoints are not at {checkpoint.parent}")
     model = api.convert(checkpoint, "kill-the-bits", tmp_path / "resnet18")
-    for label, name in (("285", "chelsea"), ("967", "coffee")):
+    for label, name in (("n02124075", "chelsea"), ("967", "coffee")):
         (tmp_path / "val" / label).mkdir(parents=True)
         Image.fromarray(getattr(data, name)()).save(tmp_path / "val" / label / f"{name}.png")
     done = run_gzoo("eval", str(model), "--data", str(tmp_path / "val"), "--metrics", "top1,top5", "--json")
@@ -152,6 +153,9 @@ def test_top1_of_a_published_bit_goes_down_resnet_on_real_photos(tmp_path, run_g
     print(f"Bit-Goes-Down ResNet-18 (large blocks) on 2 real photos: top-1 {measured['top1']}%, "
           f"top-5 {measured['top5']}%")
     assert measured["top5"] == 100.0 and measured["top1"] >= 50.0
+    (tmp_path / "val" / "cats").mkdir()
+    refused = run_gzoo("eval", str(model), "--data", str(tmp_path / "val"), "--metrics", "top1")
+    assert refused.returncode == 2 and "'cats' is neither an ImageNet class index" in refused.stderr
 
 
 def test_miou_of_generated_images_against_label_maps_of_another_size(photos, tmp_path):

@@ -7,6 +7,7 @@ a folder with no readable image left, or with images of different sizes, is refu
 import hashlib
 from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -30,6 +31,10 @@ class ImageFolder:
 
     def content_hash(self) -> str:
         """sha256 over every image's relative path and bytes: a changed, added or removed image changes it."""
+        return self._content_hash
+
+    @cached_property
+    def _content_hash(self) -> str:  # reading every file is costly: once per folder object
         digest = hashlib.sha256()
         for path in self.paths:
             digest.update(path.relative_to(self.root).as_posix().encode() + b"\0")

@@ -1,0 +1,50 @@
+"""Sub-network search under a MACs budget: brute force and GAN Compression's evolution, on real MAC counts."""
+
+import itertools
+
+import pytest
+
+from gzoo.compress.search import (
+    SEARCH_SPACES,
+    EvolutionSettings,
+    brute_force,
+    config_string,
+    evolution_search,
+    sub_mobile_macs,
+)
+from gzoo.errors import GzooError
+
+# A small space (16 configs) whose MACs are real: sub-mobile ResNet-9 at 256x256, counted on the meta device.
+SMALL_SPACE = ((16, 8),) * 4 + ((16,),) * 4
+MACS = sub_mobile_macs()
+
+
+def width_score(config):
+    """A stand-in criterion that prefers wide networks (lower is better), so the budget is what binds."""
+    return -sum(config)
+
+
+def test_brute_force_finds_the_widest_config_under_the_budget():
+    budget = 1.1e9
+    under = [c for c in itertools.product(*SMALL_SPACE) if MACS(c) <= budget]
+    assert 1 < len(under) < 16  # the budget cuts the space: a real test of the constraint
+    result = brute_force(SMALL_SPACE, MACS, width_score, budget)
+    assert result.macs <= budget and result.best == min(under, key=width_score)
+    assert set(result.evaluated) == set(under)  # nothing over the budget was even scored
+    assert result.table()[0]["config"] == config_string(result.best)
+
+
+def test_evolution_never_leaves_the_budget_and_is_reproducible_with_a_seed():
+    space = SEARCH_SPACES["channels-32"]
+    budget = 2.0e9
+    settings = EvolutionSettings(population_size=6, iterations=2, seed=3)
+    first = evolution_search(space, MACS, width_score, budget, settings)
+    assert all(macs <= budget for macs, _ in first.evaluated.values())
+    assert first.macs <= budget and first.score == min(score for _, score in first.evaluated.values())
+    again = evolution_search(space, MACS, width_score, budget, settings)
+    assert again.best == first.best and again.evaluated == first.evaluated
+
+
+def test_a_budget_below_the_smallest_config_is_one_clear_error():
+    with pytest.raises(GzooError, match="below the smallest config 16_16_16_16_16_16_16_16"):
+        evolution_search(SEARCH_SPACES["channels-32"], MACS, width_score, 1e8)

@@ -337,18 +337,6 @@ def directory_info(directory: Path) -> dict:
     return {**config, "path": str(directory), "params": count_params(model), "size": size}
 
 
-class ImageCounter:
-    """Turns "n more images done" into the (done, total, label) progress callback."""
-
-    def __init__(self, total: int, progress: Progress | None) -> None:
-        self.total, self.done, self.progress = total, 0, progress
-
-    def advance(self, images: int, label: str = "") -> None:
-        self.done += images
-        if self.progress:
-            self.progress(self.done, self.total, label)
-
-
 # --- FID and KID ----------------------------------------------------------------------------------------------
 
 def fid(first: str | Path, second: str | Path, with_kid: bool = False, kid_subset_size: int | None = None,
@@ -360,6 +348,7 @@ def fid(first: str | Path, second: str | Path, with_kid: bool = False, kid_subse
     through the network again.
     """
     from gzoo.data import scan_image_folder
+    from gzoo.evaluation import ImageCounter
     from gzoo.metrics import fid as fidlib
     from gzoo.metrics.inception import inception_weights_path
 

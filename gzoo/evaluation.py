@@ -21,6 +21,7 @@ from gzoo.data.datasets import EvalData, open_eval_data, quantise, save_images
 from gzoo.errors import GzooError
 from gzoo.metrics import fid as fidlib
 from gzoo.metrics import measure_latency, psnr, ssim
+from gzoo.metrics.inception import inception_weights_path
 from gzoo.metrics.miou import CITYSCAPES_CLASSES, Segmenter, confusion_matrix, load_segmenter, miou
 from gzoo.metrics.miou import PROTOCOL as MIOU_PROTOCOL
 from gzoo.zoo.hub import sha256_of
@@ -31,6 +32,18 @@ CLASSIFIER_METRICS = ("top1", "top5", "latency")
 FID_NAME = "FID, Inception-v3 pool3 (TF 2015-12-05)"
 
 Progress = Callable[[int, int, str], None]
+
+
+class ImageCounter:
+    """Turns "n more images done" into the (done, total, label) progress callback."""
+
+    def __init__(self, total: int, progress: Progress | None) -> None:
+        self.total, self.done, self.progress = total, 0, progress
+
+    def advance(self, images: int, label: str = "") -> None:
+        self.done += images
+        if self.progress:
+            self.progress(self.done, self.total, label)
 
 
 @dataclass(frozen=True)
@@ -136,18 +149,12 @@ def _generator(subject: Subject, data_root: Path, teacher: Subject | None, optio
             "KID needs reference images, not statistics" if reference and reference.suffix == ".npz" else None),
         "psnr": no_teacher, "ssim": no_teacher})
     wants_inception = "fid" in metrics or "kid" in metrics
-    weights, weights_source = _weights(options) if wants_inception else (None, None)
+    weights, weights_source = inception_weights_path(options.inception_weights) if wants_inception else (None, None)
     inception = fidlib.InceptionFeatures(weights) if weights else None
-    total = len(data) + (len(data.targets) if wants_inception and data.targets and not reference else 0)
-    done = 0
-
-    def advance(images: int, label: str) -> None:
-        nonlocal done
-        done += images
-        if progress:
-            progress(done, total, label)
-
-    outputs = _run_generator(subject, teacher, data, metrics, inception, options, partial(advance, label="images"))
+    counter = ImageCounter(len(data) + (len(data.targets) if inception and data.targets and not reference else 0),
+                           progress)
+    outputs = _run_generator(subject, teacher, data, metrics, inception, options,
+                             partial(counter.advance, label="images"))
     measured: dict[str, tuple[float, dict]] = {}
     base = {"images": len(data), "data": data.describe(), "input": f"{width}x{height} bicubic, [-1, 1]"}
     if teacher is not None and ("psnr" in metrics or "ssim" in metrics):
@@ -158,7 +165,7 @@ def _generator(subject: Subject, data_root: Path, teacher: Subject | None, optio
                 measured[metric] = (outputs[metric] / len(data), {"name": name, **against})
     if inception is not None:
         ref_features, ref_protocol = _reference_features(data, reference, teacher, outputs, inception, height, width,
-                                                         options, partial(advance, label="reference"))
+                                                         options, partial(counter.advance, label="reference"))
         common = {**base, "features": fidlib.PROTOCOL, "inception_weights": weights_source,
                   "output": "uint8, (x + 1) / 2 * 255 truncated", **ref_protocol}
         if "fid" in metrics:
@@ -299,9 +306,10 @@ def _classifier(subject: Subject, data_root: Path, options: Options,
     if not classes:
         raise GzooError(f"{data_root}: it has no class folders; name each by its ImageNet index or WordNet id")
     labels = {folder: _imagenet_class(folder.name) for folder in classes}
+    folders = {folder: scan_image_folder(folder, same_size=False) for folder in classes}
     samples = []
     for folder in classes:
-        samples += [(path, labels[folder]) for path in scan_image_folder(folder, same_size=False).paths]
+        samples += [(path, labels[folder]) for path in folders[folder].paths]
     if options.max_images:
         samples = samples[:options.max_images]
     correct = {"top1": 0, "top5": 0}
@@ -322,7 +330,7 @@ def _classifier(subject: Subject, data_root: Path, options: Options,
     measured = {m: (100 * correct[m] / len(samples), protocol) for m in ("top1", "top5") if m in metrics}
     if "latency" in metrics:
         measured["latency_ms"] = _latency(subject.model, example, options.threads)
-    content = "+".join(scan_image_folder(f, same_size=False).content_hash() for f in classes)
+    content = "+".join(scanned.content_hash() for scanned in folders.values())
     return measured, str(data_root), _sha256_text(content)
 
 
@@ -357,12 +365,6 @@ def _imagenet_input(path: Path) -> torch.Tensor:
     tensor = to_uint8_tensor(image.crop((left, top, left + 224, top + 224))).float() / 255
     mean, std = torch.tensor(IMAGENET_MEAN)[:, None, None], torch.tensor(IMAGENET_STD)[:, None, None]
     return (tensor - mean) / std
-
-
-def _weights(options: Options) -> tuple[Path, str]:
-    from gzoo.metrics.inception import inception_weights_path
-
-    return inception_weights_path(options.inception_weights)
 
 
 def _sha256_text(text: str) -> str:

@@ -158,3 +158,9 @@ def sub_mobile_macs(input_size: tuple[int, int, int] = (3, 256, 256), n_blocks: 
             return count_macs(model.eval(), torch.zeros(1, *input_size)).macs_paper
 
     return macs
+
+
+def smallest_config_macs(space: str, input_size: int, n_blocks: int = 9) -> tuple[int, str]:
+    """Paper MACs of the narrowest config of a named search space at a square input, and that config."""
+    smallest = tuple(min(choices) for choices in SEARCH_SPACES[space])
+    return sub_mobile_macs((3, input_size, input_size), n_blocks)(smallest), config_string(smallest)

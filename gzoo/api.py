@@ -319,6 +319,23 @@ def evaluate(id_or_dir: str | Path, data: str | Path, metrics: list[str] | None 
     return evaluation.evaluate(subject, Path(data), mentor, settings, f"cpu: {_cpu_name()}", progress, store)
 
 
+def compress(recipe: str | Path, teacher: str | None = None, data: str | Path | None = None,
+             output: str | Path | None = None, resume: bool = False, overrides: list[str] = (),
+             progress: Callable[[str, int, int, dict[str, float]], None] | None = None) -> dict[str, Any]:
+    """Run a compression recipe; returns the summary of its exported, evaluated student.
+
+    The recipe is read and checked completely (keys, types, teacher, data, MACs budget) before anything trains.
+    ``output`` defaults to runs/<recipe name>; ``resume`` continues a killed run there, never repeating a
+    finished stage. ``progress`` is called with (stage, done, total, losses).
+    """
+    from gzoo.compress.gan_compression import compress as run_gan_compression
+    from gzoo.compress.recipe import load_recipe
+
+    loaded = load_recipe(recipe, list(overrides), teacher, str(data) if data else None)
+    directory = Path(output) if output else Path("runs") / Path(recipe).stem
+    return run_gan_compression(loaded, directory, resume, progress)
+
+
 def directory_info(directory: Path) -> dict:
     """A model directory's config with its parameter count and its size.
 

@@ -135,9 +135,6 @@ def _generator(subject: Subject, data_root: Path, teacher: Subject | None, optio
     if options.max_images:
         data = replace(data, inputs=replace(data.inputs, paths=data.inputs.paths[:options.max_images]))
     reference = options.reference
-    if teacher is not None and teacher.input != subject.input:
-        raise GzooError(f"teacher {teacher.model_id} takes {teacher.input}, the student {subject.input}; "
-                        "compare models of one input size")
     fid_impossible = None if (reference or data.targets or teacher) else "no reference: give --reference " \
         "DIR|NPZ, a dataset with real targets (paired or testA/testB), or --teacher"
     no_teacher = None if teacher else "no teacher to compare with; give --teacher ID|DIR"
@@ -264,7 +261,7 @@ def _segmentation(data: EvalData, options: Options) -> Callable[[torch.Tensor, t
                         f"({len(missing)} missing); name each train-id label map after its input")
 
     def confusion(images: torch.Tensor, paths: tuple[Path, ...]) -> torch.Tensor:
-        maps = [_label_map(labels_dir / f"{p.stem}.png") for p in paths]
+        maps = [read_label_map(labels_dir / f"{p.stem}.png") for p in paths]
         if any(m.shape != maps[0].shape for m in maps):
             raise GzooError(f"{labels_dir}: label maps of different sizes ({paths[0].stem}.png "
                             f"{tuple(maps[0].shape)}); give label maps of one size")
@@ -274,7 +271,7 @@ def _segmentation(data: EvalData, options: Options) -> Callable[[torch.Tensor, t
     return confusion
 
 
-def _label_map(path: Path) -> torch.Tensor:
+def read_label_map(path: Path) -> torch.Tensor:
     import numpy as np
     from PIL import Image
 

@@ -31,6 +31,7 @@ from gzoo.errors import GzooError, closest
 METHODS = ("gan-compression", "fast-gan-compression")
 LAYOUTS = ("paired", "unpaired", "single")
 GAN_MODES = ("hinge", "lsgan", "vanilla")
+RECON_LOSSES = ("l1", "l2", "smooth_l1")
 SEARCH_METRICS = ("fid", "miou", "psnr")
 
 
@@ -79,6 +80,7 @@ class TrainingSettings:
     lambda_gan: float = 1.0
     lambda_recon: float = 10.0
     lambda_distill: float = 0.01
+    recon_loss: str = "l1"  # l1 | l2 | smooth_l1
     seed: int = 0
     checkpoint_every: int = 1000  # steps
     log_every: int = 10  # steps
@@ -220,6 +222,8 @@ def _typed(hint: Any, value: Any, name: str) -> Any:
             return _build(option, value, f"{name}.")
         if option is float and isinstance(value, int | float) and not isinstance(value, bool):
             return float(value)
+        if option is float and isinstance(value, str) and _is_number(value):
+            return float(value)  # PyYAML reads 3e9 and 1.0e9 (no sign in the exponent) as strings
         if option is int and isinstance(value, int) and not isinstance(value, bool):
             return value
         if option in (str, bool) and isinstance(value, option):
@@ -228,6 +232,14 @@ def _typed(hint: Any, value: Any, name: str) -> Any:
             return value
     wanted = " or ".join(_type_name(o) for o in options)
     raise GzooError(f"recipe: '{name}' must be {wanted}, not {value!r}")
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 def _type_name(hint: Any) -> str:
@@ -265,6 +277,7 @@ def _check(recipe: Recipe) -> None:
         raise GzooError(f"recipe: search space {recipe.student.search_space} needs a supernet of ngf >= {widest}, "
                         f"student.ngf is {recipe.student.ngf}")
     one_of(recipe.training.gan_mode, GAN_MODES, "training.gan_mode")
+    one_of(recipe.training.recon_loss, RECON_LOSSES, "training.recon_loss")
     for name in ("batch_size", "ndf", "n_layers_d", "checkpoint_every", "log_every"):
         if getattr(recipe.training, name) < 1:
             raise GzooError(f"recipe: 'training.{name}' must be at least 1")

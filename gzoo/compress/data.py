@@ -1,0 +1,198 @@
+"""Training data for the compression stages, read and augmented the way the originals' datasets do.
+
+Every image is resized to ``load_size`` (bicubic), cropped at random to ``crop_size`` and flipped at random
+(pix2pix/CycleGAN's ``resize_and_crop`` + flip), then scaled to [-1, 1]. The random choices of a sample are a
+function of (seed, step, position in the global batch), so a resumed run sees the batches the killed one would
+have seen, and N processes of a torchrun job together see the batch one process would.
+
+Splits follow GAN Compression: the training stages use ``train_meta`` (a text file of file names), the search
+scores the sub-networks on ``held_out_meta``; without meta files every n-th image by name is held out.
+"""
+
+import random
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from gzoo.compress.recipe import DataSettings
+from gzoo.data.images import IMAGE_SUFFIXES, open_rgb, to_uint8_tensor
+from gzoo.errors import GzooError
+
+# The builtin demo data: scikit-image's colour photographs. Held-out crops come from other photos than the
+# training crops, so the search and the final evaluation never see a training pixel.
+SKIMAGE_TRAIN_PHOTOS = ("astronaut", "rocket", "hubble_deep_field", "immunohistochemistry", "retina",
+                        "stereo_motorcycle")
+SKIMAGE_HELD_OUT_PHOTOS = ("chelsea", "coffee")
+
+
+@dataclass(frozen=True)
+class Splits:
+    train: tuple[Path, ...]
+    train_b: tuple[Path, ...]  # unpaired: domain-B images the discriminator sees as real; otherwise empty
+    held_out: tuple[Path, ...]
+
+
+class TrainingData:
+    """Batches of augmented (input, target) pairs for one training stage."""
+
+    def __init__(self, settings: DataSettings, splits: Splits) -> None:
+        self.settings, self.splits = settings, splits
+        self.layout = settings.layout
+
+    def __len__(self) -> int:
+        return len(self.splits.train)
+
+    def batch(self, step: int, global_batch: int, seed: int, rank: int = 0,
+              world_size: int = 1) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """This process's share of global batch ``step``: inputs and targets (None for single data)."""
+        inputs, targets = [], []
+        for position in range(rank, global_batch, world_size):
+            rng = random.Random(f"{seed}:{step}:{position}")
+            # Each pass over the data is a fresh permutation; the step picks its place in it.
+            index = step * global_batch + position
+            epoch, offset = divmod(index, len(self.splits.train))
+            order = list(range(len(self.splits.train)))
+            random.Random(f"{seed}:epoch:{epoch}").shuffle(order)
+            image, target = self._pair(self.splits.train[order[offset]], rng)
+            crop = self._draw_crop(rng)
+            inputs.append(self._augment(image, crop))
+            if target is not None:
+                # Paired halves are cropped alike; an unpaired B image gets a crop of its own.
+                targets.append(self._augment(target, crop if self.layout == "paired" else self._draw_crop(rng)))
+        return torch.stack(inputs), (torch.stack(targets) if targets else None)
+
+    def _pair(self, path: Path, rng: random.Random) -> tuple[Image.Image, Image.Image | None]:
+        image = open_rgb(path)
+        if self.layout == "paired":
+            half = image.width // 2
+            left, right = image.crop((0, 0, half, image.height)), image.crop((half, 0, 2 * half, image.height))
+            return (left, right) if self.settings.direction == "AtoB" else (right, left)
+        if self.layout == "unpaired":
+            return image, open_rgb(rng.choice(self.splits.train_b))  # CycleGAN draws B independently of A
+        return image, None
+
+    def _draw_crop(self, rng: random.Random) -> tuple[int, int, bool]:
+        """Left, top and whether to flip."""
+        room = self.settings.load_size - self.settings.crop_size
+        return rng.randint(0, room), rng.randint(0, room), self.settings.flip and rng.random() < 0.5
+
+    def _augment(self, image: Image.Image, crop: tuple[int, int, bool]) -> torch.Tensor:
+        size, side = self.settings.load_size, self.settings.crop_size
+        left, top, flip = crop
+        image = image.resize((size, size), Image.BICUBIC).crop((left, top, left + side, top + side))
+        if flip:
+            image = image.transpose(Image.FLIP_LEFT_RIGHT)
+        return to_unit_range(image)
+
+
+def held_out_inputs(settings: DataSettings, splits: Splits, size: int) -> tuple[torch.Tensor, list[str]]:
+    """The held-out split's inputs resized to ``size`` (bicubic, no crop or flip), and their file names."""
+    images = []
+    for path in splits.held_out:
+        image = open_rgb(path)
+        if settings.layout == "paired":
+            half = image.width // 2
+            box = (0, 0, half, image.height) if settings.direction == "AtoB" else (half, 0, 2 * half, image.height)
+            image = image.crop(box)
+        images.append(to_unit_range(image.resize((size, size), Image.BICUBIC)))
+    return torch.stack(images), [p.name for p in splits.held_out]
+
+
+def to_unit_range(image: Image.Image) -> torch.Tensor:
+    return to_uint8_tensor(image).float() / 127.5 - 1
+
+
+def find_splits(settings: DataSettings, root: Path) -> Splits:
+    """The training and held-out images of a dataset folder, by the recipe's meta files or by name."""
+    source, other = ("A", "B") if settings.direction == "AtoB" else ("B", "A")
+    if settings.layout == "unpaired":
+        folder, folder_b = root / f"train{source}", root / f"train{other}"
+    else:
+        folder, folder_b = root / "train", None
+    images = _images(folder, settings.layout)
+    if settings.held_out_meta:
+        held_out = _listed(images, settings.held_out_meta)
+        train = _listed(images, settings.train_meta) if settings.train_meta else \
+            tuple(p for p in images if p not in set(held_out))
+    else:
+        if not 0 < settings.held_out_fraction < 1:
+            raise GzooError("recipe: data.held_out_fraction must be between 0 and 1 (or give data.held_out_meta)")
+        every = max(2, round(1 / settings.held_out_fraction))
+        held_out = images[::every]
+        pool = _listed(images, settings.train_meta) if settings.train_meta else images
+        train = tuple(p for p in pool if p not in set(held_out))
+    if set(train) & set(held_out):
+        raise GzooError(f"{root}: the training and held-out splits share images; fix data.train_meta or "
+                        "data.held_out_meta")
+    train_b: tuple[Path, ...] = ()
+    if folder_b is not None:
+        images_b = _images(folder_b, settings.layout)
+        train_b = _listed(images_b, settings.train_meta_b) if settings.train_meta_b else images_b
+    if not train or not held_out:
+        raise GzooError(f"{root}: {len(train)} training and {len(held_out)} held-out images; both splits need at "
+                        "least one")
+    return Splits(train, train_b, held_out)
+
+
+def _images(folder: Path, layout: str) -> tuple[Path, ...]:
+    if not folder.is_dir():
+        expected = {"paired": "train/ with A|B images side by side", "unpaired": "trainA/ and trainB/",
+                    "single": "train/ with the input images"}[layout]
+        raise GzooError(f"{folder}: no such folder; a {layout} dataset holds {expected} (see the README)")
+    images = tuple(sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES))
+    if not images:
+        raise GzooError(f"{folder}: no images ({', '.join(IMAGE_SUFFIXES)})")
+    return images
+
+
+def _listed(images: tuple[Path, ...], meta: str) -> tuple[Path, ...]:
+    """The images named in a meta file (one file name per line), in the file's order."""
+    try:
+        names = [line.strip() for line in Path(meta).read_text().splitlines() if line.strip()]
+    except OSError as err:
+        raise GzooError(f"cannot read meta file {meta}: {err.strerror}; fix the path in the recipe") from None
+    by_name = {p.name: p for p in images}
+    missing = [n for n in names if n not in by_name]
+    if missing:
+        raise GzooError(f"meta file {meta} names {len(missing)} images missing from {images[0].parent} "
+                        f"(first: {missing[0]}); is it the meta file of this dataset?")
+    return tuple(by_name[n] for n in names)
+
+
+def make_skimage_photos(root: Path, settings: DataSettings) -> DataSettings:
+    """Write crops of scikit-image's photographs as a ``single`` dataset under ``root`` with its meta files.
+
+    Photos are scaled so their shorter side is twice ``load_size``, then cut into ``crops_per_photo`` crops of
+    ``load_size`` along the diagonal; the held-out photos' crops go only into held_out.meta. Returns the data
+    settings that read it.
+    """
+    try:
+        from skimage import data
+    except ImportError:
+        raise GzooError("the builtin skimage-photos data needs scikit-image: pip install 'gzoo[demo]'") from None
+    held_out = tuple(settings.held_out_photos) or SKIMAGE_HELD_OUT_PHOTOS
+    size, per_photo = settings.load_size, settings.crops_per_photo
+    folder = root / "train"
+    folder.mkdir(parents=True, exist_ok=True)
+    lists: dict[str, list[str]] = {"train": [], "held_out": []}
+    for name in (*(p for p in SKIMAGE_TRAIN_PHOTOS if p not in held_out), *held_out):
+        if not hasattr(data, name):
+            raise GzooError(f"data.held_out_photos: scikit-image has no photo {name!r}")
+        array = getattr(data, name)()
+        array = array[0] if isinstance(array, tuple) else array  # stereo_motorcycle: (left, right, disparity)
+        image = Image.fromarray(np.asarray(array)).convert("RGB")
+        scale = 2 * size / min(image.size)
+        image = image.resize((round(image.width * scale), round(image.height * scale)), Image.BICUBIC)
+        for index in range(per_photo):
+            left = (image.width - size) * index // max(per_photo - 1, 1)
+            top = (image.height - size) * index // max(per_photo - 1, 1)
+            file = f"{name}_{index:02d}.png"
+            image.crop((left, top, left + size, top + size)).save(folder / file)
+            lists["held_out" if name in held_out else "train"].append(file)
+    for split, files in lists.items():
+        (root / f"{split}.meta").write_text("\n".join(files) + "\n")
+    return replace(settings, root=str(root), builtin=None, layout="single", train_meta=str(root / "train.meta"),
+                   held_out_meta=str(root / "held_out.meta"))

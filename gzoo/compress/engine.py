@@ -1,0 +1,235 @@
+"""The training engine every compression method shares.
+
+A method describes one training step as a function of the step number that returns the objective of each
+optimiser (already detached where the originals detach) and the loss terms to log; the engine does the rest:
+
+- Adam per optimiser with the recipe's lr and beta1, the originals' linear decay to zero;
+- bfloat16 autocast on a GPU (``training.amp``);
+- torch.distributed when launched by torchrun: gradients are averaged over the processes after each backward
+  (what DistributedDataParallel does; done by hand because a GAN step runs the discriminator twice), each process
+  takes its share of the global batch, the logged losses are the average over processes;
+- a checkpoint every ``checkpoint_every`` steps and at the end, written atomically, from which ``resume`` goes on;
+- one JSON line per ``log_every`` steps in the run's log, and a progress callback with the losses.
+"""
+
+import json
+import os
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+from torch import nn
+
+from gzoo.compress.recipe import TrainingSettings
+
+StepResult = tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]  # objectives per optimiser, logged terms
+StepProgress = Callable[[int, int, dict[str, float]], None]  # (done, total, losses)
+CHECKPOINT = "checkpoint.pt"
+
+
+@dataclass(frozen=True)
+class Processes:
+    """Where this process runs in a (possibly single-process) torch.distributed job."""
+
+    rank: int = 0
+    world_size: int = 1
+    device: torch.device = torch.device("cpu")
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def start_processes() -> Processes:
+    """Join the torchrun job this process belongs to (NCCL on GPUs, gloo on CPU), or run alone."""
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    cuda = torch.cuda.is_available()
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    device = torch.device(f"cuda:{local_rank}" if cuda else "cpu")
+    if cuda:
+        torch.cuda.set_device(device)
+    if world_size == 1:
+        return Processes(device=device)
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if cuda else "gloo")
+    return Processes(dist.get_rank(), world_size, device)
+
+
+def barrier(processes: Processes) -> None:
+    if processes.world_size > 1:
+        dist.barrier()
+
+
+def broadcast_modules(modules: dict[str, nn.Module], processes: Processes) -> None:
+    """Give every process rank 0's weights (the initialisation may depend on a process's RNG)."""
+    if processes.world_size == 1:
+        return
+    for module in modules.values():
+        for tensor in module.state_dict().values():
+            dist.broadcast(tensor, src=0)
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """``constant`` steps at the full learning rate, then ``decay`` steps of linear decay to zero."""
+
+    constant: int
+    decay: int
+
+    @property
+    def total(self) -> int:
+        return self.constant + self.decay
+
+    def factor(self, step: int) -> float:
+        return 1.0 - max(0, step - self.constant) / (self.decay + 1)
+
+
+class FeatureTaps:
+    """Keeps the outputs of named submodules from the last forward pass (teacher and student features)."""
+
+    def __init__(self, model: nn.Module, names: list[str]) -> None:
+        modules = dict(model.named_modules())
+        missing = [n for n in names if n not in modules]
+        if missing:
+            raise ValueError(f"no submodule {missing[0]} to tap in {type(model).__name__}")
+        self.names = names
+        self.outputs: dict[str, torch.Tensor] = {}
+        self._handles = [modules[n].register_forward_hook(self._keeper(n)) for n in names]
+
+    def _keeper(self, name: str) -> Callable:
+        def keep(module: nn.Module, inputs: tuple, output: torch.Tensor) -> None:
+            self.outputs[name] = output
+        return keep
+
+    def features(self) -> list[torch.Tensor]:
+        return [self.outputs[n] for n in self.names]
+
+    def remove(self) -> None:
+        for handle in self._handles:
+            handle.remove()
+
+
+@contextmanager
+def frozen(module: nn.Module) -> Iterator[None]:
+    """The module's parameters take no gradient inside the block (a generator loss through the discriminator)."""
+    flags = [p.requires_grad for p in module.parameters()]
+    for p in module.parameters():
+        p.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for p, flag in zip(module.parameters(), flags, strict=True):
+            p.requires_grad_(flag)
+
+
+class Trainer:
+    """Runs one stage's steps over a set of modules with one Adam optimiser per group of them."""
+
+    def __init__(self, stage_dir: Path, modules: dict[str, nn.Module], groups: dict[str, list[str]],
+                 settings: TrainingSettings, schedule: Schedule, lr: float, processes: Processes,
+                 log_file: Path, stage: str) -> None:
+        self.stage_dir, self.modules, self.settings = stage_dir, modules, settings
+        self.schedule, self.processes, self.log_file, self.stage = schedule, processes, log_file, stage
+        self.optimizers = {
+            name: torch.optim.Adam([p for m in members for p in modules[m].parameters()], lr=lr,
+                                   betas=(settings.beta1, 0.999))
+            for name, members in groups.items()
+        }
+        self.base_lr = lr
+        self.step = 0
+
+    @property
+    def checkpoint_path(self) -> Path:
+        return self.stage_dir / CHECKPOINT
+
+    def autocast(self):
+        """bfloat16 autocast on a GPU when the recipe asks for it; a no-op elsewhere."""
+        if self.settings.amp and self.processes.device.type == "cuda":
+            return torch.autocast("cuda", dtype=torch.bfloat16)
+        return nullcontext()
+
+    def resume(self) -> bool:
+        """Load the stage's checkpoint if it has one; True when it did."""
+        if not self.checkpoint_path.is_file():
+            return False
+        state = torch.load(self.checkpoint_path, map_location=self.processes.device, weights_only=True)
+        for name, module in self.modules.items():
+            module.load_state_dict(state["modules"][name])
+        for name, optimizer in self.optimizers.items():
+            optimizer.load_state_dict(state["optimizers"][name])
+        self.step = int(state["step"])
+        return True
+
+    def save(self) -> None:
+        """Write the checkpoint atomically (rank 0); a kill mid-write leaves the previous one intact."""
+        if self.processes.is_main:
+            self.stage_dir.mkdir(parents=True, exist_ok=True)
+            state = {"step": self.step, "modules": {n: m.state_dict() for n, m in self.modules.items()},
+                     "optimizers": {n: o.state_dict() for n, o in self.optimizers.items()}}
+            staging = self.checkpoint_path.with_suffix(".tmp")
+            torch.save(state, staging)
+            os.replace(staging, self.checkpoint_path)
+        barrier(self.processes)
+
+    def run(self, training_step: Callable[[int], StepResult], progress: StepProgress | None = None) -> None:
+        """Train from ``self.step`` to the end of the schedule."""
+        for module in self.modules.values():
+            module.train()
+        started = time.perf_counter()
+        while self.step < self.schedule.total:
+            factor = self.schedule.factor(self.step)
+            for optimizer in self.optimizers.values():
+                for group in optimizer.param_groups:
+                    group["lr"] = self.base_lr * factor
+                optimizer.zero_grad(set_to_none=True)
+            with self.autocast():
+                objectives, terms = training_step(self.step)
+            # The objectives touch disjoint parameters (the originals detach the fake images for the
+            # discriminator and freeze it for the generator), so one backward serves them all.
+            sum(objectives.values()).backward()
+            self._average_gradients()
+            for optimizer in self.optimizers.values():
+                optimizer.step()
+            self.step += 1
+            log_now = self.step % self.settings.log_every == 0 or self.step in (1, self.schedule.total)
+            if log_now or progress:
+                losses = self._mean_over_processes(terms)
+                if log_now:
+                    self._log({"stage": self.stage, "step": self.step, "lr": self.base_lr * factor,
+                               "seconds": round(time.perf_counter() - started, 3), **losses})
+                if progress:
+                    progress(self.step, self.schedule.total, losses)
+            if self.step % self.settings.checkpoint_every == 0 and self.step < self.schedule.total:
+                self.save()
+        self.save()
+
+    def _average_gradients(self) -> None:
+        if self.processes.world_size == 1:
+            return
+        for module in self.modules.values():
+            grads = [p.grad for p in module.parameters() if p.grad is not None]
+            if not grads:
+                continue
+            flat = torch.cat([g.reshape(-1) for g in grads])
+            dist.all_reduce(flat)
+            flat /= self.processes.world_size
+            offset = 0
+            for grad in grads:
+                grad.copy_(flat[offset:offset + grad.numel()].view_as(grad))
+                offset += grad.numel()
+
+    def _mean_over_processes(self, terms: dict[str, torch.Tensor]) -> dict[str, float]:
+        values = torch.stack([t.detach().float() for t in terms.values()])
+        if self.processes.world_size > 1:
+            dist.all_reduce(values)
+            values /= self.processes.world_size
+        return {name: float(v) for name, v in zip(terms, values.tolist(), strict=True)}
+
+    def _log(self, record: dict) -> None:
+        if self.processes.is_main:
+            with open(self.log_file, "a") as log:
+                log.write(json.dumps(record) + "\n")

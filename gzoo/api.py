@@ -9,6 +9,7 @@ import json
 import os
 import platform
 from collections.abc import Callable
+from dataclasses import replace
 from functools import cache, partial
 from importlib.metadata import version
 from pathlib import Path
@@ -52,32 +53,34 @@ def leaderboard(method: str | None = None, task: str | None = None, progress: Pr
                 zoo: Zoo | None = None) -> dict:
     """Rows of measured figures beside the reported ones, with reductions against each teacher.
 
-    ``measured`` holds each metric's newest value in the results store (see ``_measured``); the store's models
-    that are not in the zoo are left out.
+    ``measured`` holds each metric's newest value in the results store (see ``_measured``). Besides the zoo's
+    entries, the store's local model directories (a `gzoo compress` student, anything `gzoo eval` measured by
+    path) get a row, marked ``local``, while their directory exists.
     """
     zoo = zoo or load_zoo()
-    entries = zoo.select(method, task)
-    # Teachers are measured too, even when filtered out, so every reduction has its baseline.
-    needed = {e.id: e for e in entries}
-    for entry in entries:
-        if entry.teacher:
-            needed.setdefault(entry.teacher, zoo.get(entry.teacher))
     newest = results.latest()  # first: a broken store fails before minutes of measuring
+    entries = zoo.select(method, task) + _local_entries(newest, zoo, method, task)
+    # Teachers are measured too, even when filtered out, so every reduction has its baseline; a local model's
+    # teacher at the local model's input size, so the reduction compares like with like.
+    needed = {_figures_id(e): e for e in entries}
+    teachers = {e.id: _teacher_entry(e, zoo) for e in entries}
+    for teacher in filter(None, teachers.values()):
+        needed.setdefault(_figures_id(teacher), teacher)
     cache = FiguresCache()
     figures: dict[str, dict] = {}
-    for done, entry in enumerate(needed.values()):
+    for done, (key, entry) in enumerate(needed.items()):
         if progress:
             progress(done, len(needed), entry.id)
-        figures[entry.id] = _figures(entry, cache, latency=True)
+        figures[key] = _figures(entry, cache, latency=True)
     if progress:
         progress(len(needed), len(needed), "done")
 
     rows = []
     for entry in entries:
-        own = figures[entry.id]
+        own = figures[_figures_id(entry)]
         latency = own["latency"] or {}
         own_ms = latency.get("median_ms")
-        teacher = figures.get(entry.teacher) if entry.teacher else None
+        teacher = figures[_figures_id(teachers[entry.id])] if teachers[entry.id] else None
         if teacher is None or not (latency and teacher["latency"]):
             teacher = None  # a reduction needs both models measured
         headline = next((r for m in HEADLINE_METRICS if (r := entry.reported_value(m))), None)
@@ -89,7 +92,7 @@ def leaderboard(method: str | None = None, task: str | None = None, progress: Pr
             "arch": entry.arch, "input": "x".join(map(str, entry.input)),
             "params": own["params"], "macs": own["macs"], "macs_paper": own["macs_paper"],
             "latency_ms": own_ms, "latency_iqr_ms": latency.get("iqr_ms"), "latency_runs": latency.get("runs"),
-            "measurable": entry.measurable,
+            "measurable": entry.measurable, "local": entry.line == LOCAL_LINE,
             "reported": None if headline is None else headline.as_dict(),
             "measured": measured, "measured_headline": next((m for m in preferred if m in measured), None),
             "reported_macs_paper": (r := entry.reported_value("macs_paper")) and r.value,
@@ -101,6 +104,41 @@ def leaderboard(method: str | None = None, task: str | None = None, progress: Pr
         "cpu": _cpu_name(), "threads": _threads(), "latency": "eager PyTorch, batch 1, median of timed runs",
         "results_store": str(results.store_path()), "rows": rows,
     }
+
+
+LOCAL_LINE = -1  # the ZooEntry.line of a local model directory's row (it has no line in zoo.yaml)
+
+
+def _local_entries(newest: dict[str, dict], zoo: Zoo, method: str | None, task: str | None) -> list[ZooEntry]:
+    """Entries for the measured model directories of the results store (keyed by their absolute path)."""
+    from gzoo.zoo.modeldir import CONFIG, read_config
+
+    local = []
+    for key in newest:
+        directory = Path(key)
+        if key in zoo.entries or not directory.is_absolute() or not (directory / CONFIG).is_file():
+            continue
+        config = read_config(directory)
+        shape = config.get("input") or DEFAULT_INPUT
+        entry = ZooEntry(id=key, method=config.get("method", "community"), task=config.get("task", "-"),
+                         arch=config["arch"], arch_args=config["arch_args"],
+                         input=(shape["channels"], shape["height"], shape["width"]),
+                         teacher=config.get("teacher"), line=LOCAL_LINE)
+        if (method is None or entry.method == method) and (task is None or entry.task == task):
+            local.append(entry)
+    return local
+
+
+def _teacher_entry(entry: ZooEntry, zoo: Zoo) -> ZooEntry | None:
+    """The zoo entry of an entry's teacher; for a local model, measured at the local model's input size."""
+    if not entry.teacher or entry.teacher not in zoo.entries:
+        return None
+    teacher = zoo.get(entry.teacher)
+    return replace(teacher, input=entry.input) if entry.line == LOCAL_LINE else teacher
+
+
+def _figures_id(entry: ZooEntry) -> str:
+    return f"{entry.id}@{'x'.join(map(str, entry.input))}"
 
 
 def _measured(entry: ZooEntry, newest: dict[str, results.Result]) -> dict[str, dict]:

@@ -3,6 +3,7 @@
 import csv
 import io
 import json
+import os
 import sys
 import warnings
 from collections.abc import Iterator
@@ -318,6 +319,8 @@ def compress(
             advance(done, total, " ".join([stage, *(f"{k} {v:.3g}" for k, v in losses.items())]))
 
         summary = api.compress(recipe, teacher, data, output, resume, overrides or [], progress=report)
+    if os.environ.get("RANK", "0") != "0":
+        return  # under torchrun the first process reports
     if as_json:
         print_json(summary)
         return

@@ -21,11 +21,9 @@ from gzoo.compress.recipe import DataSettings
 from gzoo.data.images import IMAGE_SUFFIXES, open_rgb, to_uint8_tensor
 from gzoo.errors import GzooError
 
-# The builtin demo data: scikit-image's colour photographs. Held-out crops come from other photos than the
-# training crops, so the search and the final evaluation never see a training pixel.
-SKIMAGE_TRAIN_PHOTOS = ("astronaut", "rocket", "hubble_deep_field", "immunohistochemistry", "retina",
-                        "stereo_motorcycle")
-SKIMAGE_HELD_OUT_PHOTOS = ("chelsea", "coffee")
+# The builtin demo data: scikit-image's colour photographs (stereo_motorcycle: its left view).
+SKIMAGE_PHOTOS = ("astronaut", "chelsea", "coffee", "rocket", "hubble_deep_field", "immunohistochemistry", "retina",
+                  "stereo_motorcycle")
 
 
 @dataclass(frozen=True)
@@ -165,33 +163,37 @@ def _listed(images: tuple[Path, ...], meta: str) -> tuple[Path, ...]:
 def make_skimage_photos(root: Path, settings: DataSettings) -> DataSettings:
     """Write crops of scikit-image's photographs as a ``single`` dataset under ``root`` with its meta files.
 
-    Photos are scaled so their shorter side is twice ``load_size``, then cut into ``crops_per_photo`` crops of
-    ``load_size`` along the diagonal; the held-out photos' crops go only into held_out.meta. Returns the data
+    Each photo is scaled so its shorter side is twice ``load_size``. A band of ``load_size`` along its right edge
+    gives the held-out crops (``held_out_crops_per_photo``, top to bottom); the rest of the photo gives
+    ``crops_per_photo`` training crops along its diagonal. No held-out pixel is ever trained on, and both splits
+    come from the same photos (as GAN Compression's train1/train2 meta files split one dataset). Returns the data
     settings that read it.
     """
     try:
         from skimage import data
     except ImportError:
         raise GzooError("the builtin skimage-photos data needs scikit-image: pip install 'gzoo[demo]'") from None
-    held_out = tuple(settings.held_out_photos) or SKIMAGE_HELD_OUT_PHOTOS
-    size, per_photo = settings.load_size, settings.crops_per_photo
+    size = settings.load_size
     folder = root / "train"
     folder.mkdir(parents=True, exist_ok=True)
     lists: dict[str, list[str]] = {"train": [], "held_out": []}
-    for name in (*(p for p in SKIMAGE_TRAIN_PHOTOS if p not in held_out), *held_out):
-        if not hasattr(data, name):
-            raise GzooError(f"data.held_out_photos: scikit-image has no photo {name!r}")
+    for name in SKIMAGE_PHOTOS:
         array = getattr(data, name)()
         array = array[0] if isinstance(array, tuple) else array  # stereo_motorcycle: (left, right, disparity)
         image = Image.fromarray(np.asarray(array)).convert("RGB")
         scale = 2 * size / min(image.size)
         image = image.resize((round(image.width * scale), round(image.height * scale)), Image.BICUBIC)
-        for index in range(per_photo):
-            left = (image.width - size) * index // max(per_photo - 1, 1)
-            top = (image.height - size) * index // max(per_photo - 1, 1)
-            file = f"{name}_{index:02d}.png"
-            image.crop((left, top, left + size, top + size)).save(folder / file)
-            lists["held_out" if name in held_out else "train"].append(file)
+        band = image.width - size  # held-out crops start here; training crops end before it
+        boxes = {"train": [((band - size) * i // max(settings.crops_per_photo - 1, 1),
+                            (image.height - size) * i // max(settings.crops_per_photo - 1, 1))
+                           for i in range(settings.crops_per_photo)],
+                 "held_out": [(band, (image.height - size) * i // max(settings.held_out_crops_per_photo - 1, 1))
+                              for i in range(settings.held_out_crops_per_photo)]}
+        for split, corners in boxes.items():
+            for index, (left, top) in enumerate(corners):
+                file = f"{name}_{split}_{index:02d}.png"
+                image.crop((left, top, left + size, top + size)).save(folder / file)
+                lists[split].append(file)
     for split, files in lists.items():
         (root / f"{split}.meta").write_text("\n".join(files) + "\n")
     return replace(settings, root=str(root), builtin=None, layout="single", train_meta=str(root / "train.meta"),

@@ -141,6 +141,8 @@ class Trainer:
         }
         self.base_lr = lr
         self.step = 0
+        if processes.is_main:
+            log_file.parent.mkdir(parents=True, exist_ok=True)
 
     @property
     def checkpoint_path(self) -> Path:

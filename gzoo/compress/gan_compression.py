@@ -83,6 +83,15 @@ class Run:
     def log_file(self) -> Path:
         return self.directory / LOG
 
+    @property
+    def norm(self) -> str:
+        """The student's norm: the teacher's, as the originals build both with one --norm option."""
+        return self.teacher.options["norm"]
+
+    def supernet(self) -> SuperMobileResnetGenerator:
+        student = self.recipe.student
+        return SuperMobileResnetGenerator(student.ngf, student.n_blocks, norm=self.norm)
+
     def stage_dir(self, stage: str) -> Path:
         return self.directory / stage
 
@@ -121,7 +130,11 @@ def compress(recipe: Recipe, directory: Path, resume: bool = False, progress: Pr
               progress)
     results = {}
     for stage in stages_of(recipe):
-        results[stage] = run.finished(stage) or run.finish(stage, STAGES[stage](run, results))
+        if (done := run.finished(stage)) is not None:
+            results[stage] = done
+            continue
+        torch.manual_seed(recipe.training.seed)  # a stage builds its modules alike in every process and on resume
+        results[stage] = run.finish(stage, STAGES[stage](run, results))
     return results["export"]
 
 
@@ -136,9 +149,10 @@ def _prepare_directory(recipe: Recipe, directory: Path, resume: bool, processes:
             raise GzooError(f"{directory} was started with other settings (see its {RESOLVED_RECIPE}); resume with "
                             "the same recipe and --set values, or start a new run with -o")
         return
-    if directory.exists() and any(directory.iterdir()):
-        raise GzooError(f"{directory} already holds a run; pass --resume to continue it or -o for a new directory")
     if processes.is_main:
+        if directory.exists() and any(directory.iterdir()):
+            raise GzooError(f"{directory} already holds a run; pass --resume to continue it or -o for a new "
+                            "directory")
         from gzoo.paths import atomic_write_text
 
         directory.mkdir(parents=True, exist_ok=True)
@@ -151,7 +165,11 @@ def _load_teacher(name: str, processes: Processes) -> tuple[ResnetGenerator, str
     from gzoo.zoo.hub import sha256_of
     from gzoo.zoo.modeldir import WEIGHTS, read_config
 
-    directory = api.model_directory(name)
+    if processes.is_main:  # the first process pulls the teacher into the cache, the others then read it
+        directory = api.model_directory(name)
+    barrier(processes)
+    if not processes.is_main:
+        directory = api.model_directory(name)
     teacher = api.load(directory)
     if not isinstance(teacher, ResnetGenerator):
         arch = read_config(directory).get("arch")
@@ -178,7 +196,8 @@ def init_normal(module: nn.Module) -> nn.Module:
 
 def _distill(run: Run, results: dict) -> dict:
     recipe = run.recipe
-    student = init_normal(mobile_resnet_generator(ngf=recipe.student.ngf, n_blocks=recipe.student.n_blocks))
+    student = init_normal(mobile_resnet_generator(ngf=recipe.student.ngf, n_blocks=recipe.student.n_blocks,
+                                                  norm=run.norm))
     copied = transfer_largest_l1(run.teacher, student)
     discriminator = _discriminator(recipe)
     mappings = _mappings(run, nn.Conv2d)
@@ -188,7 +207,7 @@ def _distill(run: Run, results: dict) -> dict:
 
 def _supernet(run: Run, results: dict) -> dict:
     recipe = run.recipe
-    supernet = init_normal(SuperMobileResnetGenerator(recipe.student.ngf, recipe.student.n_blocks))
+    supernet = init_normal(run.supernet())
     discriminator = _discriminator(recipe)
     mappings = _mappings(run, SuperConv2d)
     if "distill" in results:  # GAN Compression: start from the distilled student and its discriminator
@@ -207,7 +226,7 @@ def _supernet(run: Run, results: dict) -> dict:
 
 def _finetune(run: Run, results: dict) -> dict:
     recipe, best = run.recipe, tuple(results["search"]["config"])
-    supernet = SuperMobileResnetGenerator(recipe.student.ngf, recipe.student.n_blocks)
+    supernet = run.supernet()
     discriminator, mappings = _discriminator(recipe), _mappings(run, SuperConv2d)
     state = _final_state(run, "supernet")
     for module, name in ((supernet, "student"), (discriminator, "discriminator"), (mappings, "mappings")):
@@ -243,7 +262,6 @@ def _schedule(run: Run, settings: StageSettings) -> Schedule:
 def _train(run: Run, stage: str, settings: StageSettings, student: nn.Module, mappings: nn.ModuleList,
            discriminator: nn.Module, config: Callable[[int], searching.Config | None]) -> None:
     recipe, training, processes = run.recipe, run.recipe.training, run.processes
-    torch.manual_seed(training.seed)
     modules = {"student": student, "mappings": mappings, "discriminator": discriminator}
     for module in modules.values():
         module.to(processes.device)
@@ -369,7 +387,7 @@ def _copy_block(source: nn.Module, target: nn.Module, kept: torch.Tensor) -> boo
 def _search(run: Run, results: dict) -> dict:
     recipe, settings = run.recipe, run.recipe.stages.search
     size = settings.input_size or recipe.data.crop_size
-    supernet = SuperMobileResnetGenerator(recipe.student.ngf, recipe.student.n_blocks).to(run.processes.device)
+    supernet = run.supernet().to(run.processes.device)
     supernet.load_state_dict(_final_state(run, "supernet")["student"])
     supernet.eval()
     inputs, names = held_out_inputs(recipe.data, run.data.splits, recipe.data.crop_size)
@@ -484,7 +502,7 @@ def _export(run: Run, results: dict) -> dict:
     recipe = run.recipe
     best = results["search"]["config_string"]
     source = "finetune" if "finetune" in results else "supernet"
-    supernet = SuperMobileResnetGenerator(recipe.student.ngf, recipe.student.n_blocks)
+    supernet = run.supernet()
     supernet.load_state_dict(_final_state(run, source)["student"])
     student = supernet.extract_subnet(best).eval()
     size = recipe.data.crop_size
@@ -493,7 +511,7 @@ def _export(run: Run, results: dict) -> dict:
     config = {
         "method": recipe.method, "task": recipe.task, "teacher": run.teacher_id,
         "arch": "sub_mobile_resnet_generator",
-        "arch_args": {"config": best, "n_blocks": recipe.student.n_blocks},
+        "arch_args": {"config": best, "n_blocks": recipe.student.n_blocks, "norm": run.norm},
         "input": {"channels": 3, "height": size, "width": size},
         "recipe": str(recipe_file) if recipe_file else None,
         "lineage": {

@@ -57,9 +57,10 @@ class DataSettings:
     train_meta_b: str | None = None
     held_out_meta: str | None = None
     held_out_fraction: float = 0.1  # without meta files: every n-th image (by name) is held out
-    # builtin photos: which photos give the held-out crops, and how many crops per photo
-    held_out_photos: list[str] = field(default_factory=list)
+    # builtin photos: training crops per photo, and held-out crops per photo (from a band no training crop
+    # touches)
     crops_per_photo: int = 8
+    held_out_crops_per_photo: int = 2
 
 
 @dataclass(frozen=True)

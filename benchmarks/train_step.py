@@ -1,0 +1,78 @@
+"""Training steps per second of GAN Compression's stages at batch 4, 256x256 (issue: supernet training speed).
+
+Baseline: a distillation step of the fixed-width mobile student (ngf 64); measured: a supernet step (ngf 64,
+search space channels-64-cyclegan, one sampled config per step), both against the CycleGAN ResNet-9 teacher
+(random weights: speed does not depend on them), on crops of scikit-image's photos, in one process.
+
+    python benchmarks/train_step.py [--steps 6] [--size 256] [--batch 4]
+
+The first step of each stage (allocation, warm-up) is left out of the rate.
+"""
+
+import argparse
+import json
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+import yaml
+
+from gzoo.compress.data import TrainingData, find_splits, make_skimage_photos
+from gzoo.compress.engine import start_processes
+from gzoo.compress.gan_compression import LOG, Run, _distill, _load_teacher, _supernet
+from gzoo.compress.recipe import load_recipe
+from gzoo.models import create_model
+from gzoo.zoo.modeldir import save_model_dir
+
+
+def steps_per_second(log: Path, stage: str) -> float:
+    rows = [json.loads(line) for line in log.read_text().splitlines()]
+    rows = [r for r in rows if r["stage"] == stage]
+    return (rows[-1]["step"] - rows[0]["step"]) / (rows[-1]["seconds"] - rows[0]["seconds"])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=6)
+    parser.add_argument("--size", type=int, default=256)
+    parser.add_argument("--batch", type=int, default=4)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as scratch:
+        scratch = Path(scratch)
+        teacher = scratch / "teacher"
+        save_model_dir(teacher, create_model("resnet_generator", ngf=64).state_dict(),
+                       {"arch": "resnet_generator", "arch_args": {"ngf": 64}})
+        recipe_file = scratch / "recipe.yaml"
+        recipe_file.write_text(yaml.safe_dump({
+            "method": "gan-compression", "task": "benchmark", "teacher": str(teacher),
+            "data": {"builtin": "skimage-photos", "load_size": args.size, "crop_size": args.size, "crops_per_photo": 2},
+            "student": {"ngf": 64, "search_space": "channels-64-cyclegan"},
+            "training": {"batch_size": args.batch, "log_every": 1, "checkpoint_every": 10**6},
+            "stages": {"distill": {"steps": args.steps}, "supernet": {"steps": args.steps},
+                       "search": {"budget": 1e12, "metric": "psnr"}},
+        }))
+        recipe = load_recipe(recipe_file)
+        processes = start_processes()
+        data = make_skimage_photos(scratch / "data", recipe.data)
+        recipe = recipe.__class__(**{**recipe.__dict__, "data": data})
+        model, teacher_id, sha = _load_teacher(str(teacher), processes)
+        run_dir = scratch / "run"
+        run_dir.mkdir()
+        run = Run(recipe, run_dir, processes, model, teacher_id, sha,
+                  TrainingData(data, find_splits(data, Path(data.root))), None)
+        started = time.perf_counter()
+        results = {"distill": _distill(run, {})}
+        _supernet(run, results)
+        total = time.perf_counter() - started
+        baseline, supernet = steps_per_second(run_dir / LOG, "distill"), steps_per_second(run_dir / LOG, "supernet")
+    device = torch.cuda.get_device_name() if torch.cuda.is_available() else f"cpu, {torch.get_num_threads()} threads"
+    print(f"device: {device}; torch {torch.__version__}; batch {args.batch}, {args.size}x{args.size}, "
+          f"{args.steps} steps per stage ({total:.0f} s in all)")
+    print(f"distill step (mobile ngf 64, fixed width): {baseline:.3f} steps/s")
+    print(f"supernet step (ngf 64, sampled configs):    {supernet:.3f} steps/s")
+    print(f"supernet / distill speed: {supernet / baseline:.2f}x")
+
+
+if __name__ == "__main__":
+    main()

@@ -111,12 +111,14 @@ LOCAL_LINE = -1  # the ZooEntry.line of a local model directory's row (it has no
 
 def _local_entries(newest: dict[str, dict], zoo: Zoo, method: str | None, task: str | None) -> list[ZooEntry]:
     """Entries for the measured model directories of the results store (keyed by their absolute path)."""
-    from gzoo.zoo.modeldir import CONFIG, read_config
-
     local = []
     for key in newest:
         directory = Path(key)
-        if key in zoo.entries or not directory.is_absolute() or not (directory / CONFIG).is_file():
+        if key in zoo.entries or not directory.is_absolute():
+            continue
+        from gzoo.zoo.modeldir import CONFIG, read_config  # imports torch: only when the store has local models
+
+        if not (directory / CONFIG).is_file():
             continue
         config = read_config(directory)
         shape = config.get("input") or DEFAULT_INPUT

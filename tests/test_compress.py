@@ -213,3 +213,24 @@ def test_a_bad_recipe_fails_before_anything_runs(tmp_path, run_gzoo):
     assert result.returncode == 2
     assert result.stderr.count("\n") == 1 and "below the smallest config" in result.stderr
     assert not run.exists()
+
+
+def test_search_by_fid_against_a_folder_of_real_images(tmp_path, gzoo_home, inception_weights):
+    """FID as the search criterion (the originals' for unpaired tasks); no fine-tuning stage."""
+    from photos import photo_crops, write_images
+
+    reference = tmp_path / "reference"
+    write_images(reference, photo_crops(("chelsea", "coffee"), 64, 3))
+    env = {**os.environ, "GZOO_HOME": str(gzoo_home), "GZOO_INCEPTION_WEIGHTS": str(inception_weights)}
+    run = tmp_path / "run"
+    result = subprocess.run([sys.executable, "-m", "gzoo", "compress", str(DEMO), "-o", str(run), "--json", *TINY,
+                             "--set", "stages.finetune=null", "--set", "stages.search.metric=fid",
+                             "--set", f"stages.search.reference={reference}", "--set", "evaluate.metrics=[psnr]",
+                             "--set", "stages.search.max_images=8", "--set", "stages.search.population_size=3"],
+                            env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout)
+    assert summary["search"]["metric"] == "fid" and not (run / "finetune").exists()
+    scores = [float(line.split(",")[2]) for line in (run / "search" / "results.csv").read_text().splitlines()[1:]]
+    assert len(scores) >= 2 and all(s > 0 for s in scores) and scores == sorted(scores)
+    assert summary["search"]["score"] == pytest.approx(scores[0])

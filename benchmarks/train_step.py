@@ -13,14 +13,15 @@ import argparse
 import json
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import torch
 import yaml
 
 from gzoo.compress.data import TrainingData, find_splits, make_skimage_photos
-from gzoo.compress.engine import start_processes
-from gzoo.compress.gan_compression import LOG, Run, _distill, _load_teacher, _supernet
+from gzoo.compress.engine import FeatureTaps, start_processes
+from gzoo.compress.gan_compression import LOG, TAPS, Run, TeacherOutputs, _distill, _load_teacher, _supernet
 from gzoo.compress.recipe import load_recipe
 from gzoo.models import create_model
 from gzoo.zoo.modeldir import save_model_dir
@@ -55,12 +56,13 @@ def main() -> None:
         recipe = load_recipe(recipe_file)
         processes = start_processes()
         data = make_skimage_photos(scratch / "data", recipe.data)
-        recipe = recipe.__class__(**{**recipe.__dict__, "data": data})
+        recipe = replace(recipe, data=data)
         model, teacher_id, sha = _load_teacher(str(teacher), processes)
         run_dir = scratch / "run"
         run_dir.mkdir()
         run = Run(recipe, run_dir, processes, model, teacher_id, sha,
-                  TrainingData(data, find_splits(data, Path(data.root))), None)
+                  TrainingData(data, find_splits(data, Path(data.root))), None,
+                  TeacherOutputs(model, FeatureTaps(model, TAPS), cache=False))
         started = time.perf_counter()
         results = {"distill": _distill(run, {})}
         _supernet(run, results)

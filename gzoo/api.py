@@ -22,7 +22,7 @@ from gzoo.zoo import Zoo, ZooEntry, load_zoo
 from gzoo.zoo.architectures import models_digest
 
 # The quality metric a leaderboard row shows, in order of preference.
-HEADLINE_METRICS = ("fid", "miou", "top1", "kid", "size_bytes", "fps")
+HEADLINE_METRICS = ("fid", "miou", "top1", "kid", "psnr", "size_bytes", "fps")
 Progress = Callable[[int, int, str], None]  # (done, total, label)
 # A model directory's input when its config.json names none: the zoo's usual image size.
 DEFAULT_INPUT = {"channels": 3, "height": 256, "width": 256}

@@ -22,7 +22,7 @@ from gzoo.models.patchgan import PatchGanDiscriminator
 
 DEMO = Path(__file__).resolve().parent.parent / "recipes" / "demo" / "vintagify_gan_compression.yaml"
 # The demo recipe shrunk to seconds: 32x32 crops, a few steps per stage, a small evolution search.
-TINY = ["--set", "data.load_size=36", "--set", "data.crop_size=32", "--set", "data.crops_per_photo=2",
+TINY = ["--set", "data.load_size=32", "--set", "data.crop_size=32", "--set", "data.crops_per_photo=2",
         "--set", "stages.distill.steps=3", "--set", "stages.distill.steps_decay=1",
         "--set", "stages.supernet.steps=4", "--set", "stages.supernet.steps_decay=2",
         "--set", "stages.finetune.steps=2", "--set", "stages.finetune.steps_decay=0",
@@ -99,6 +99,30 @@ def test_an_affine_norm_supernet_shares_its_weights_with_extracted_subnets():
     subnet = supernet.extract_subnet(config).eval()
     with torch.no_grad():
         torch.testing.assert_close(subnet(x), supernet(x), atol=1e-6, rtol=0)
+
+
+def test_cached_teacher_outputs_equal_fresh_ones_and_run_the_teacher_once_per_input():
+    from gzoo.compress.engine import FeatureTaps
+    from gzoo.compress.gan_compression import TAPS, TeacherOutputs
+
+    torch.manual_seed(0)
+    teacher = create_model("resnet_generator", ngf=8).eval()
+    passes = []
+    teacher.register_forward_hook(lambda module, inputs, output: passes.append(len(inputs[0])))
+    taps = FeatureTaps(teacher, TAPS)
+    images = torch.rand(2, 3, 32, 32) * 2 - 1
+    batch, keys = images[[0, 1, 0]], ("a:0:0:False", "b:0:0:False", "a:0:0:False")
+    fresh_output, fresh_features = TeacherOutputs(teacher, taps, cache=False)(batch, keys)
+    cached = TeacherOutputs(teacher, taps, cache=True)
+    cached(batch[:1], keys[:1])
+    output, features = cached(batch, keys)
+    assert passes == [3, 1, 1]  # the cached run computed "b" alone; "a" came from its first call
+    # Equal up to float rounding: a conv over a batch of 1 and of 3 sums in a different order.
+    torch.testing.assert_close(output, fresh_output, atol=1e-4, rtol=1e-4)
+    for got, expected in zip(features, fresh_features, strict=True):
+        torch.testing.assert_close(got, expected, atol=1e-4, rtol=1e-4)
+    cached(batch, keys)
+    assert passes == [3, 1, 1]
 
 
 def _train_toy(directory: Path, stop_after: int | None = None) -> tuple[nn.Module, list[dict]]:
@@ -183,6 +207,7 @@ def test_demo_recipe_runs_end_to_end_resumes_and_reaches_the_leaderboard(tmp_pat
     assert board.returncode == 0, board.stderr
     row = next(r for r in json.loads(board.stdout)["rows"] if r["id"] == str(student.resolve()))
     assert row["local"] and row["method"] == "gan-compression" and row["input"] == "3x32x32"
+    assert row["measured_headline"] == "psnr"
     assert row["measured"]["psnr"]["value"] == pytest.approx(summary["metrics"]["psnr"])
     assert row["macs_paper"] == summary["student_macs_paper"]
     assert row["macs_reduction"] == pytest.approx(summary["macs_reduction"])
@@ -207,11 +232,15 @@ def test_two_processes_give_the_first_step_loss_of_one(tmp_path, gzoo_home):
         assert two[term] == pytest.approx(one[term], rel=1e-5), term
 
 
-def test_a_bad_recipe_fails_before_anything_runs(tmp_path, run_gzoo):
+@pytest.mark.parametrize(("override", "message"), [
+    ("stages.search.budget=1000", "below the smallest config"),
+    ("data.load_size=150", "training.cache_teacher needs data.load_size equal to data.crop_size"),
+])
+def test_a_bad_recipe_fails_before_anything_runs(tmp_path, run_gzoo, override, message):
     run = tmp_path / "run"
-    result = run_gzoo("compress", str(DEMO), "-o", str(run), "--set", "stages.search.budget=1000")
+    result = run_gzoo("compress", str(DEMO), "-o", str(run), "--set", override)
     assert result.returncode == 2
-    assert result.stderr.count("\n") == 1 and "below the smallest config" in result.stderr
+    assert result.stderr.count("\n") == 1 and message in result.stderr
     assert not run.exists()
 
 

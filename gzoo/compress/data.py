@@ -27,6 +27,13 @@ SKIMAGE_PHOTOS = ("astronaut", "chelsea", "coffee", "rocket", "hubble_deep_field
 
 
 @dataclass(frozen=True)
+class Batch:
+    inputs: torch.Tensor
+    targets: torch.Tensor | None  # None for single data
+    keys: tuple[str, ...]  # which image, crop and flip each input is: equal keys, equal inputs
+
+
+@dataclass(frozen=True)
 class Splits:
     train: tuple[Path, ...]
     train_b: tuple[Path, ...]  # unpaired: domain-B images the discriminator sees as real; otherwise empty
@@ -43,10 +50,9 @@ class TrainingData:
     def __len__(self) -> int:
         return len(self.splits.train)
 
-    def batch(self, step: int, global_batch: int, seed: int, rank: int = 0,
-              world_size: int = 1) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """This process's share of global batch ``step``: inputs and targets (None for single data)."""
-        inputs, targets = [], []
+    def batch(self, step: int, global_batch: int, seed: int, rank: int = 0, world_size: int = 1) -> Batch:
+        """This process's share of global batch ``step``."""
+        inputs, targets, keys = [], [], []
         for position in range(rank, global_batch, world_size):
             rng = random.Random(f"{seed}:{step}:{position}")
             # Each pass over the data is a fresh permutation; the step picks its place in it.
@@ -54,13 +60,15 @@ class TrainingData:
             epoch, offset = divmod(index, len(self.splits.train))
             order = list(range(len(self.splits.train)))
             random.Random(f"{seed}:epoch:{epoch}").shuffle(order)
-            image, target = self._pair(self.splits.train[order[offset]], rng)
+            path = self.splits.train[order[offset]]
+            image, target = self._pair(path, rng)
             crop = self._draw_crop(rng)
             inputs.append(self._augment(image, crop))
+            keys.append(":".join(map(str, (path.name, *crop))))
             if target is not None:
                 # Paired halves are cropped alike; an unpaired B image gets a crop of its own.
                 targets.append(self._augment(target, crop if self.layout == "paired" else self._draw_crop(rng)))
-        return torch.stack(inputs), (torch.stack(targets) if targets else None)
+        return Batch(torch.stack(inputs), torch.stack(targets) if targets else None, tuple(keys))
 
     def _pair(self, path: Path, rng: random.Random) -> tuple[Image.Image, Image.Image | None]:
         image = open_rgb(path)
@@ -196,5 +204,10 @@ def make_skimage_photos(root: Path, settings: DataSettings) -> DataSettings:
                 lists[split].append(file)
     for split, files in lists.items():
         (root / f"{split}.meta").write_text("\n".join(files) + "\n")
+    return skimage_photos_settings(root, settings)
+
+
+def skimage_photos_settings(root: Path, settings: DataSettings) -> DataSettings:
+    """The data settings that read the photo crops ``make_skimage_photos`` wrote under ``root``."""
     return replace(settings, root=str(root), builtin=None, layout="single", train_meta=str(root / "train.meta"),
                    held_out_meta=str(root / "held_out.meta"))

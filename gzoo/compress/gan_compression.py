@@ -31,7 +31,13 @@ import yaml
 from torch import nn
 
 from gzoo.compress import search as searching
-from gzoo.compress.data import TrainingData, find_splits, held_out_inputs, make_skimage_photos
+from gzoo.compress.data import (
+    TrainingData,
+    find_splits,
+    held_out_inputs,
+    make_skimage_photos,
+    skimage_photos_settings,
+)
 from gzoo.compress.engine import (
     FeatureTaps,
     Processes,
@@ -78,6 +84,7 @@ class Run:
     teacher_sha256: str
     data: TrainingData
     progress: Progress | None
+    teacher_outputs: "TeacherOutputs"  # shared by the training stages, so a cache fills once per run
 
     @property
     def log_file(self) -> Path:
@@ -116,18 +123,15 @@ def compress(recipe: Recipe, directory: Path, resume: bool = False, progress: Pr
     _prepare_directory(recipe, directory, resume, processes)
     if recipe.training.threads:
         torch.set_num_threads(recipe.training.threads)
-    data_settings = recipe.data
-    if data_settings.builtin:
-        data_settings = make_skimage_photos(directory / "data", data_settings) if processes.is_main else \
-            replace(data_settings, root=str(directory / "data"), builtin=None, layout="single",
-                    train_meta=str(directory / "data" / "train.meta"),
-                    held_out_meta=str(directory / "data" / "held_out.meta"))
+    if recipe.data.builtin:
+        if processes.is_main:
+            make_skimage_photos(directory / "data", recipe.data)
         barrier(processes)
-        recipe = replace(recipe, data=data_settings)
+        recipe = replace(recipe, data=skimage_photos_settings(directory / "data", recipe.data))
     splits = find_splits(recipe.data, Path(recipe.data.root))
     teacher, teacher_id, teacher_sha256 = _load_teacher(recipe.teacher, processes)
     run = Run(recipe, directory, processes, teacher, teacher_id, teacher_sha256, TrainingData(recipe.data, splits),
-              progress)
+              progress, TeacherOutputs(teacher, FeatureTaps(teacher, TAPS), recipe.training.cache_teacher))
     results = {}
     for stage in stages_of(recipe):
         if (done := run.finished(stage)) is not None:
@@ -269,17 +273,15 @@ def _train(run: Run, stage: str, settings: StageSettings, student: nn.Module, ma
     trainer = Trainer(run.stage_dir(stage), modules, {"G": ["student", "mappings"], "D": ["discriminator"]},
                       training, _schedule(run, settings), settings.lr or training.lr, processes, run.log_file, stage)
     trainer.resume()
-    teacher_taps, student_taps = FeatureTaps(run.teacher, TAPS), FeatureTaps(student, TAPS)
+    student_taps = FeatureTaps(student, TAPS)
     recon = RECON_LOSSES[training.recon_loss]
     paired, single = recipe.data.layout == "paired", recipe.data.layout == "single"
 
     def training_step(step: int) -> tuple[dict, dict]:
-        inputs, targets = run.data.batch(step, training.batch_size, training.seed, processes.rank,
-                                         processes.world_size)
-        inputs = inputs.to(processes.device)
-        targets = None if targets is None else targets.to(processes.device)
-        with torch.no_grad():
-            expected = run.teacher(inputs)
+        batch = run.data.batch(step, training.batch_size, training.seed, processes.rank, processes.world_size)
+        inputs = batch.inputs.to(processes.device)
+        targets = None if batch.targets is None else batch.targets.to(processes.device)
+        expected, teacher_features = run.teacher_outputs(inputs, batch.keys)
         if isinstance(student, SuperMobileResnetGenerator):
             student.set_config(config(step))
         output = student(inputs)
@@ -295,7 +297,7 @@ def _train(run: Run, stage: str, settings: StageSettings, student: nn.Module, ma
         loss_g = loss_gan + loss_recon
         if training.lambda_distill > 0:
             loss_distill = training.lambda_distill * distillation_loss(
-                student_taps.features(), teacher_taps.features(), mappings)
+                student_taps.features(), teacher_features, mappings)
             terms["G_distill"] = loss_distill
             loss_g = loss_g + loss_distill
         return {"D": loss_d, "G": loss_g}, terms
@@ -307,8 +309,30 @@ def _train(run: Run, stage: str, settings: StageSettings, student: nn.Module, ma
     try:
         trainer.run(training_step, step_progress)
     finally:
-        teacher_taps.remove()
         student_taps.remove()
+
+
+class TeacherOutputs:
+    """The teacher's output and tap features for a batch; with ``cache``, computed once per distinct input."""
+
+    def __init__(self, teacher: nn.Module, taps: FeatureTaps, cache: bool) -> None:
+        self.teacher, self.taps, self.cache = teacher, taps, cache
+        self.kept: dict[str, tuple[torch.Tensor, list[torch.Tensor]]] = {}
+
+    def __call__(self, inputs: torch.Tensor, keys: tuple[str, ...]) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        if not self.cache:
+            with torch.no_grad():
+                return self.teacher(inputs), self.taps.features()
+        missing = [i for i, key in enumerate(keys) if key not in self.kept]
+        if missing:
+            with torch.no_grad():
+                outputs = self.teacher(inputs[missing])
+            features = self.taps.features()
+            for row, index in enumerate(missing):
+                self.kept[keys[index]] = (outputs[row].clone(), [f[row].clone() for f in features])
+        entries = [self.kept[key] for key in keys]
+        return torch.stack([e[0] for e in entries]), [torch.stack([e[1][t] for e in entries])
+                                                       for t in range(len(entries[0][1]))]
 
 
 # --- transferring the teacher's weights -------------------------------------------------------------------------

@@ -82,6 +82,9 @@ class TrainingSettings:
     lambda_recon: float = 10.0
     lambda_distill: float = 0.01
     recon_loss: str = "l1"  # l1 | l2 | smooth_l1
+    # Keep the teacher's output and features per distinct training input instead of running it every step:
+    # exact, and possible only when inputs repeat (data.load_size == data.crop_size: no random crop).
+    cache_teacher: bool = False
     seed: int = 0
     checkpoint_every: int = 1000  # steps
     log_every: int = 10  # steps
@@ -279,6 +282,9 @@ def _check(recipe: Recipe) -> None:
                         f"student.ngf is {recipe.student.ngf}")
     one_of(recipe.training.gan_mode, GAN_MODES, "training.gan_mode")
     one_of(recipe.training.recon_loss, RECON_LOSSES, "training.recon_loss")
+    if recipe.training.cache_teacher and data.load_size != data.crop_size:
+        raise GzooError("recipe: training.cache_teacher needs data.load_size equal to data.crop_size (a random crop "
+                        "rarely repeats, so there would be nothing to reuse)")
     for name in ("batch_size", "ndf", "n_layers_d", "checkpoint_every", "log_every"):
         if getattr(recipe.training, name) < 1:
             raise GzooError(f"recipe: 'training.{name}' must be at least 1")

@@ -232,13 +232,15 @@ def test_two_processes_give_the_first_step_loss_of_one(tmp_path, gzoo_home):
         assert two[term] == pytest.approx(one[term], rel=1e-5), term
 
 
-@pytest.mark.parametrize(("override", "message"), [
-    ("stages.search.budget=1000", "below the smallest config"),
-    ("data.load_size=150", "training.cache_teacher needs data.load_size equal to data.crop_size"),
+@pytest.mark.parametrize(("overrides", "message"), [
+    (["stages.search.budget=1000"], "below the smallest config"),
+    (["data.load_size=150"], "training.cache_teacher needs data.load_size equal to data.crop_size"),
+    (["data.builtin=null"], "no data; set 'data.root'"),
+    (["data.builtin=null", "data.layout=single", "data.root=no-such-folder"], "no-such-folder/train: no such folder"),
 ])
-def test_a_bad_recipe_fails_before_anything_runs(tmp_path, run_gzoo, override, message):
+def test_a_bad_recipe_fails_before_anything_runs(tmp_path, run_gzoo, overrides, message):
     run = tmp_path / "run"
-    result = run_gzoo("compress", str(DEMO), "-o", str(run), "--set", override)
+    result = run_gzoo("compress", str(DEMO), "-o", str(run), *(f"--set={o}" for o in overrides))
     assert result.returncode == 2
     assert result.stderr.count("\n") == 1 and message in result.stderr
     assert not run.exists()

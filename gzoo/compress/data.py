@@ -147,7 +147,7 @@ def _images(folder: Path, layout: str) -> tuple[Path, ...]:
     if not folder.is_dir():
         expected = {"paired": "train/ with A|B images side by side", "unpaired": "trainA/ and trainB/",
                     "single": "train/ with the input images"}[layout]
-        raise GzooError(f"{folder}: no such folder; a {layout} dataset holds {expected} (see the README)")
+        raise GzooError(f"{folder}: no such folder; the {layout} layout holds {expected} (see the README)")
     images = tuple(sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES))
     if not images:
         raise GzooError(f"{folder}: no images ({', '.join(IMAGE_SUFFIXES)})")

@@ -120,6 +120,9 @@ def compress(recipe: Recipe, directory: Path, resume: bool = False, progress: Pr
     """Run the recipe's stages in ``directory`` (skipping finished ones when resuming); returns the summary."""
     processes = start_processes()
     directory = Path(directory)
+    # The dataset and the teacher are checked before the run directory is made, so a mistake leaves nothing.
+    splits = None if recipe.data.builtin else find_splits(recipe.data, Path(recipe.data.root))
+    teacher, teacher_id, teacher_sha256 = _load_teacher(recipe.teacher, processes)
     _prepare_directory(recipe, directory, resume, processes)
     if recipe.training.threads:
         torch.set_num_threads(recipe.training.threads)
@@ -128,8 +131,7 @@ def compress(recipe: Recipe, directory: Path, resume: bool = False, progress: Pr
             make_skimage_photos(directory / "data", recipe.data)
         barrier(processes)
         recipe = replace(recipe, data=skimage_photos_settings(directory / "data", recipe.data))
-    splits = find_splits(recipe.data, Path(recipe.data.root))
-    teacher, teacher_id, teacher_sha256 = _load_teacher(recipe.teacher, processes)
+        splits = find_splits(recipe.data, Path(recipe.data.root))
     run = Run(recipe, directory, processes, teacher, teacher_id, teacher_sha256, TrainingData(recipe.data, splits),
               progress, TeacherOutputs(teacher, FeatureTaps(teacher, TAPS), recipe.training.cache_teacher))
     results = {}

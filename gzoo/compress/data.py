@@ -18,7 +18,8 @@ import torch
 from PIL import Image
 
 from gzoo.compress.recipe import DataSettings
-from gzoo.data.images import IMAGE_SUFFIXES, open_rgb, to_uint8_tensor
+from gzoo.data.datasets import paired_halves, to_unit_range
+from gzoo.data.images import IMAGE_SUFFIXES, open_rgb
 from gzoo.errors import GzooError
 
 # The builtin demo data: scikit-image's colour photographs (stereo_motorcycle: its left view).
@@ -46,6 +47,7 @@ class TrainingData:
     def __init__(self, settings: DataSettings, splits: Splits) -> None:
         self.settings, self.splits = settings, splits
         self.layout = settings.layout
+        self._last_order: tuple[tuple[int, int] | None, list[int]] = (None, [])
 
     def __len__(self) -> int:
         return len(self.splits.train)
@@ -58,9 +60,7 @@ class TrainingData:
             # Each pass over the data is a fresh permutation; the step picks its place in it.
             index = step * global_batch + position
             epoch, offset = divmod(index, len(self.splits.train))
-            order = list(range(len(self.splits.train)))
-            random.Random(f"{seed}:epoch:{epoch}").shuffle(order)
-            path = self.splits.train[order[offset]]
+            path = self.splits.train[self._order(seed, epoch)[offset]]
             image, target = self._pair(path, rng)
             crop = self._draw_crop(rng)
             inputs.append(self._augment(image, crop))
@@ -70,12 +70,18 @@ class TrainingData:
                 targets.append(self._augment(target, crop if self.layout == "paired" else self._draw_crop(rng)))
         return Batch(torch.stack(inputs), torch.stack(targets) if targets else None, tuple(keys))
 
+    def _order(self, seed: int, epoch: int) -> list[int]:
+        """The permutation of the training images for one pass, kept while the steps stay in that pass."""
+        if self._last_order[0] != (seed, epoch):
+            order = list(range(len(self.splits.train)))
+            random.Random(f"{seed}:epoch:{epoch}").shuffle(order)
+            self._last_order = ((seed, epoch), order)
+        return self._last_order[1]
+
     def _pair(self, path: Path, rng: random.Random) -> tuple[Image.Image, Image.Image | None]:
         image = open_rgb(path)
         if self.layout == "paired":
-            half = image.width // 2
-            left, right = image.crop((0, 0, half, image.height)), image.crop((half, 0, 2 * half, image.height))
-            return (left, right) if self.settings.direction == "AtoB" else (right, left)
+            return paired_halves(image, self.settings.direction)
         if self.layout == "unpaired":
             return image, open_rgb(rng.choice(self.splits.train_b))  # CycleGAN draws B independently of A
         return image, None
@@ -100,15 +106,9 @@ def held_out_inputs(settings: DataSettings, splits: Splits, size: int) -> tuple[
     for path in splits.held_out:
         image = open_rgb(path)
         if settings.layout == "paired":
-            half = image.width // 2
-            box = (0, 0, half, image.height) if settings.direction == "AtoB" else (half, 0, 2 * half, image.height)
-            image = image.crop(box)
+            image = paired_halves(image, settings.direction)[0]
         images.append(to_unit_range(image.resize((size, size), Image.BICUBIC)))
     return torch.stack(images), [p.name for p in splits.held_out]
-
-
-def to_unit_range(image: Image.Image) -> torch.Tensor:
-    return to_uint8_tensor(image).float() / 127.5 - 1
 
 
 def find_splits(settings: DataSettings, root: Path) -> Splits:

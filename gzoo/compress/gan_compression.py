@@ -55,6 +55,7 @@ from gzoo.errors import GzooError
 from gzoo.models.layers import SuperConv2d
 from gzoo.models.patchgan import PatchGanDiscriminator
 from gzoo.models.resnet import ResnetGenerator, SuperMobileResnetGenerator, mobile_resnet_generator
+from gzoo.paths import atomic_write_text
 
 TAPS = ["model.9", "model.12", "model.15", "model.18"]
 RESOLVED_RECIPE = "recipe.yaml"
@@ -108,8 +109,6 @@ class Run:
 
     def finish(self, stage: str, result: dict) -> dict:
         if self.processes.is_main:
-            from gzoo.paths import atomic_write_text
-
             self.stage_dir(stage).mkdir(parents=True, exist_ok=True)
             atomic_write_text(self.stage_dir(stage) / "done.json", json.dumps(result, indent=2) + "\n")
         barrier(self.processes)
@@ -159,8 +158,6 @@ def _prepare_directory(recipe: Recipe, directory: Path, resume: bool, processes:
         if directory.exists() and any(directory.iterdir()):
             raise GzooError(f"{directory} already holds a run; pass --resume to continue it or -o for a new "
                             "directory")
-        from gzoo.paths import atomic_write_text
-
         directory.mkdir(parents=True, exist_ok=True)
         atomic_write_text(stored, resolved)
     barrier(processes)

@@ -20,7 +20,7 @@ originals' scripts.
 import copy
 import types
 import typing
-from dataclasses import asdict, dataclass, field, fields, is_dataclass, replace
+from dataclasses import MISSING, asdict, dataclass, field, fields, is_dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -211,7 +211,8 @@ def _build(cls: type, values: Any, where: str) -> Any:
             raise GzooError(f"recipe: unknown key '{name}'{closest(str(key), known)}; known keys here: "
                             f"{', '.join(known)}")
         arguments[key] = _typed(hints[key], value, name)
-    missing = [f.name for f in fields(cls) if f.name in ("method", "task") and f.name not in arguments]
+    missing = [f.name for f in fields(cls) if f.default is MISSING and f.default_factory is MISSING
+               and f.name not in arguments]
     if missing:
         raise GzooError(f"recipe: '{where}{missing[0]}' is required")
     return cls(**arguments)

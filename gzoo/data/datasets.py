@@ -50,7 +50,7 @@ class EvalData:
     def input_batches(self, height: int, width: int, batch_size: int) -> Iterator[torch.Tensor]:
         """Model inputs: float N x 3 x H x W in [-1, 1]."""
         for paths in _chunks(self.inputs.paths, batch_size):
-            yield torch.stack([_to_unit_range(_resized(self._input_half(p), height, width)) for p in paths])
+            yield torch.stack([to_unit_range(_resized(self._input_half(p), height, width)) for p in paths])
 
     def target_batches(self, height: int, width: int, batch_size: int) -> Iterator[torch.Tensor]:
         """Real targets (the FID reference): uint8 N x 3 x H x W, resized as the inputs are."""
@@ -63,10 +63,10 @@ class EvalData:
 
     def _input_half(self, path: Path) -> Image.Image:
         image = open_rgb(path)
-        return _half(image, "left" if self.direction == "AtoB" else "right") if self.mode == "paired" else image
+        return paired_halves(image, self.direction)[0] if self.mode == "paired" else image
 
     def _target_half(self, path: Path) -> Image.Image:
-        return _half(open_rgb(path), "right" if self.direction == "AtoB" else "left")
+        return paired_halves(open_rgb(path), self.direction)[1]
 
 
 def open_eval_data(root: str | Path, mode: str = "auto", direction: str = "AtoB") -> EvalData:
@@ -110,14 +110,17 @@ def _chunks(paths: tuple[Path, ...], size: int) -> Iterator[tuple[Path, ...]]:
         yield paths[start:start + size]
 
 
-def _half(image: Image.Image, side: str) -> Image.Image:
+def paired_halves(image: Image.Image, direction: str) -> tuple[Image.Image, Image.Image]:
+    """(input, target) of an A|B image: A is the left half; BtoA swaps them."""
     half = image.width // 2
-    return image.crop((0, 0, half, image.height) if side == "left" else (half, 0, 2 * half, image.height))
+    left, right = image.crop((0, 0, half, image.height)), image.crop((half, 0, 2 * half, image.height))
+    return (left, right) if direction == "AtoB" else (right, left)
 
 
 def _resized(image: Image.Image, height: int, width: int) -> Image.Image:
     return image if image.size == (width, height) else image.resize((width, height), Image.BICUBIC)
 
 
-def _to_unit_range(image: Image.Image) -> torch.Tensor:
+def to_unit_range(image: Image.Image) -> torch.Tensor:
+    """An RGB image as a float 3 x H x W tensor in [-1, 1] (the originals' ToTensor + Normalize(0.5, 0.5))."""
     return to_uint8_tensor(image).float() / 127.5 - 1

@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from gzoo.compress.engine import Processes, Schedule, Trainer
-from gzoo.compress.gan_compression import transfer_largest_l1
+from gzoo.compress.gan_compression import start_as_identity, transfer_largest_l1
 from gzoo.compress.losses import gan_loss
 from gzoo.compress.recipe import TrainingSettings
 from gzoo.metrics import count_params
@@ -84,6 +84,28 @@ def test_transfer_from_a_plain_resnet_leaves_the_separable_blocks_alone():
     copied = transfer_largest_l1(teacher, student)
     assert "model.10" not in copied and {"model.1", "model.4", "model.7", "model.26"} <= set(copied)
     assert torch.equal(student.model[10].conv_block[1].conv[0].weight, before)
+
+
+def test_blocks_the_transfer_cannot_copy_start_as_the_identity():
+    # From a plain ResNet with affine norms (vintagify's), the student starts as the teacher's skeleton with its
+    # residual blocks left out, instead of with random blocks added to the trunk.
+    torch.manual_seed(0)
+    teacher = create_model("resnet_generator", ngf=8, norm="instance_affine").eval()
+    student = create_model("mobile_resnet_generator", ngf=8, norm="instance_affine").eval()
+    for norm in (m for m in teacher.modules() if isinstance(m, nn.InstanceNorm2d)):
+        nn.init.normal_(norm.weight, 1.0, 0.5)  # scales that are not all 1, so copying them shows
+    copied = transfer_largest_l1(teacher, student)
+    blocks = [f"model.{i}" for i in range(10, 19)]
+    assert start_as_identity(student, copied) == blocks
+    skeleton = nn.Sequential(*(nn.Identity() if f"model.{i}" in blocks else layer
+                               for i, layer in enumerate(teacher.model)))
+    x = torch.rand(2, 3, 32, 32) * 2 - 1
+    with torch.no_grad():
+        torch.testing.assert_close(student(x), skeleton(x), atol=1e-5, rtol=1e-5)
+        assert not torch.allclose(student(x), teacher(x), atol=1e-2)
+    # Without a scale to zero (the originals' plain instance norm) the blocks keep their initialisation.
+    plain = create_model("mobile_resnet_generator", ngf=8)
+    assert start_as_identity(plain, transfer_largest_l1(create_model("resnet_generator", ngf=8), plain)) == []
 
 
 def test_an_affine_norm_supernet_shares_its_weights_with_extracted_subnets():
@@ -237,6 +259,7 @@ def test_two_processes_give_the_first_step_loss_of_one(tmp_path, gzoo_home):
     (["data.load_size=150"], "training.cache_teacher needs data.load_size equal to data.crop_size"),
     (["data.builtin=null"], "no data; set 'data.root'"),
     (["data.builtin=null", "data.layout=single", "data.root=no-such-folder"], "no-such-folder/train: no such folder"),
+    (["evaluate.metrics=[psnr, miou]"], "evaluating miou needs 'evaluate.segmenter' and 'evaluate.labels'"),
 ])
 def test_a_bad_recipe_fails_before_anything_runs(tmp_path, run_gzoo, overrides, message):
     run = tmp_path / "run"

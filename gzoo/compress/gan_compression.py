@@ -202,10 +202,11 @@ def _distill(run: Run, results: dict) -> dict:
     student = init_normal(mobile_resnet_generator(ngf=recipe.student.ngf, n_blocks=recipe.student.n_blocks,
                                                   norm=run.norm))
     copied = transfer_largest_l1(run.teacher, student)
+    zeroed = start_as_identity(student, copied)
     discriminator = _discriminator(recipe)
     mappings = _mappings(run, nn.Conv2d)
     _train(run, "distill", recipe.stages.distill, student, mappings, discriminator, config=lambda step: None)
-    return {"layers_from_teacher": copied}
+    return {"layers_from_teacher": copied, "blocks_started_as_identity": zeroed}
 
 
 def _supernet(run: Run, results: dict) -> dict:
@@ -364,6 +365,23 @@ def transfer_largest_l1(teacher: ResnetGenerator, student: ResnetGenerator) -> l
                 continue
             copied.append(f"model.{index}")
     return copied
+
+
+def start_as_identity(student: ResnetGenerator, copied: list[str]) -> list[str]:
+    """Make the residual blocks the transfer could not copy start as the identity, by zeroing the scale of
+    their last (affine) norm, so the student begins as the teacher's copied stem, downsampling and upsampling
+    rather than with random noise added to its trunk (the zero-initialised residuals of Goyal et al., 2017).
+    GAN Compression's own teacher is a mobile network whose blocks are copied; a plain ResNet teacher's are not.
+    Blocks whose last norm has no scale keep their initialisation. Returns the names of the blocks zeroed."""
+    zeroed = []
+    with torch.no_grad():
+        for index, layer in enumerate(student.model):
+            name = f"model.{index}"
+            last = layer.conv_block[-1] if hasattr(layer, "conv_block") else None
+            if name not in copied and getattr(last, "weight", None) is not None:
+                last.weight.zero_()
+                zeroed.append(name)
+    return zeroed
 
 
 def _same_kind(source: nn.Module, target: nn.Module) -> bool:
@@ -573,7 +591,8 @@ def _evaluate(run: Run, directory: Path, student: nn.Module, size: int) -> dict:
         else "auto"
     measured = api.evaluate(directory, data, list(recipe.evaluate.metrics), run.teacher_id, mode=mode,
                             direction=recipe.data.direction, max_images=recipe.evaluate.max_images,
-                            reference=recipe.evaluate.reference)
+                            reference=recipe.evaluate.reference, segmenter=_path(recipe.evaluate.segmenter),
+                            labels=_path(recipe.evaluate.labels))
     example = torch.zeros(1, 3, size, size)
     teacher_macs = count_macs(run.teacher.cpu().eval(), example).macs_paper
     student_macs = count_macs(student, example).macs_paper
@@ -586,6 +605,10 @@ def _evaluate(run: Run, directory: Path, student: nn.Module, size: int) -> dict:
             expected = run.teacher(inputs).clamp(-1, 1)
         summary["identity_psnr"] = psnr(inputs, expected)  # the input taken as the output
     return summary
+
+
+def _path(value: str | None) -> Path | None:
+    return None if value is None else Path(value)
 
 
 STAGES: dict[str, Callable[[Run, dict], dict]] = {

@@ -137,7 +137,9 @@ class EvaluateSettings:
     metrics: list[str] = field(default_factory=lambda: ["psnr", "ssim", "latency"])
     data: str = "held_out"  # held_out (the search split) or a folder gzoo eval reads
     max_images: int | None = None
-    reference: str | None = None
+    reference: str | None = None  # fid: real statistics .npz or an image folder
+    segmenter: str | None = None  # miou: DRN-D-105 Cityscapes weights
+    labels: str | None = None  # miou: train-id label maps named like the evaluation inputs
 
 
 @dataclass(frozen=True)
@@ -311,6 +313,8 @@ def _check(recipe: Recipe) -> None:
         raise GzooError("recipe: search by fid needs 'stages.search.reference' (real statistics .npz or a folder)")
     if search.metric == "miou" and not (search.segmenter and search.labels):
         raise GzooError("recipe: search by miou needs 'stages.search.segmenter' and 'stages.search.labels'")
+    if "miou" in recipe.evaluate.metrics and not (recipe.evaluate.segmenter and recipe.evaluate.labels):
+        raise GzooError("recipe: evaluating miou needs 'evaluate.segmenter' and 'evaluate.labels'")
     # A budget below every config of the space fails here, before any training.
     from gzoo.compress.search import smallest_config_macs
 

@@ -87,6 +87,12 @@ class Options:
     segmenter: Path | Segmenter | None = None  # DRN-D-105 Cityscapes weights, or any Segmenter (Python API)
     labels: Path | None = None  # train-id label maps named like the inputs (stem.png)
 
+    def __post_init__(self) -> None:
+        # Recipes and Python callers give paths as strings; everything below reads them as Paths.
+        for name in ("reference", "save_images", "segmenter", "labels"):
+            if isinstance(getattr(self, name), str):
+                setattr(self, name, Path(getattr(self, name)))
+
 
 def evaluate(subject: Subject, data_root: Path, teacher: Subject | None, options: Options,
              device_name: str, progress: Progress | None = None, store: bool = True) -> dict[str, Any]:

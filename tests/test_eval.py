@@ -95,6 +95,14 @@ def test_paired_data_fid_against_the_real_targets_cached_on_the_second_run(photo
     assert again["metrics"]["fid"] == pytest.approx(first["metrics"]["fid"], rel=1e-9)
 
 
+def test_a_reference_given_as_a_string_as_recipes_give_it(photos):
+    # gzoo compress passes a recipe's evaluate.reference through as the string the YAML holds.
+    as_string = api.evaluate(VINTAGIFY, photos, ["fid"], reference=str(photos), store=False)
+    as_path = api.evaluate(VINTAGIFY, photos, ["fid"], reference=photos, store=False)
+    assert as_string["protocols"]["fid"]["reference"].endswith(f"{photos} (8)")
+    assert as_string["metrics"]["fid"] == pytest.approx(as_path["metrics"]["fid"], rel=1e-9)
+
+
 def test_unpaired_folders_and_saved_images(photos, tmp_path):
     write_images(tmp_path / "data" / "testA", photo_crops(("astronaut",), 256, 2))
     write_images(tmp_path / "data" / "testB", photo_crops(("coffee",), 256, 3))

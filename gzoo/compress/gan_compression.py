@@ -52,7 +52,7 @@ from gzoo.compress.engine import (
 from gzoo.compress.losses import RECON_LOSSES, distillation_loss, gan_loss
 from gzoo.compress.recipe import Recipe, StageSettings
 from gzoo.errors import GzooError
-from gzoo.models.layers import SuperConv2d
+from gzoo.models.layers import Residual, SuperConv2d
 from gzoo.models.patchgan import PatchGanDiscriminator
 from gzoo.models.resnet import ResnetGenerator, SuperMobileResnetGenerator, mobile_resnet_generator
 from gzoo.paths import atomic_write_text
@@ -377,7 +377,7 @@ def start_as_identity(student: ResnetGenerator, copied: list[str]) -> list[str]:
     with torch.no_grad():
         for index, layer in enumerate(student.model):
             name = f"model.{index}"
-            last = layer.conv_block[-1] if hasattr(layer, "conv_block") else None
+            last = layer.conv_block[-1] if isinstance(layer, Residual) else None
             if name not in copied and getattr(last, "weight", None) is not None:
                 last.weight.zero_()
                 zeroed.append(name)
@@ -591,8 +591,8 @@ def _evaluate(run: Run, directory: Path, student: nn.Module, size: int) -> dict:
         else "auto"
     measured = api.evaluate(directory, data, list(recipe.evaluate.metrics), run.teacher_id, mode=mode,
                             direction=recipe.data.direction, max_images=recipe.evaluate.max_images,
-                            reference=recipe.evaluate.reference, segmenter=_path(recipe.evaluate.segmenter),
-                            labels=_path(recipe.evaluate.labels))
+                            reference=recipe.evaluate.reference, segmenter=recipe.evaluate.segmenter,
+                            labels=recipe.evaluate.labels)
     example = torch.zeros(1, 3, size, size)
     teacher_macs = count_macs(run.teacher.cpu().eval(), example).macs_paper
     student_macs = count_macs(student, example).macs_paper
@@ -605,10 +605,6 @@ def _evaluate(run: Run, directory: Path, student: nn.Module, size: int) -> dict:
             expected = run.teacher(inputs).clamp(-1, 1)
         summary["identity_psnr"] = psnr(inputs, expected)  # the input taken as the output
     return summary
-
-
-def _path(value: str | None) -> Path | None:
-    return None if value is None else Path(value)
 
 
 STAGES: dict[str, Callable[[Run, dict], dict]] = {

@@ -147,6 +147,30 @@ def test_cached_teacher_outputs_equal_fresh_ones_and_run_the_teacher_once_per_in
     assert passes == [3, 1, 1]
 
 
+@pytest.mark.parametrize("width, height", [(384, 384), (1203, 600)])
+def test_photo_crops_fill_a_grid_and_never_touch_the_held_out_band(width, height):
+    from gzoo.compress.data import photo_crop_boxes
+
+    size = 128
+    boxes = photo_crop_boxes(width, height, size, train=16, held_out=2)
+    train, held_out = boxes["train"], boxes["held_out"]
+    assert len(train) == len(set(train)) == 16 and len(held_out) == 2
+    assert len({left for left, _ in train}) == 4 and len({top for _, top in train}) == 4  # a 4x4 grid
+    for left, top in train + held_out:
+        assert 0 <= left <= width - size and 0 <= top <= height - size
+    band = min(left for left, _ in held_out)
+    assert band == width - size and max(left for left, _ in train) + size <= band
+    assert {top for _, top in held_out} == {0, height - size}
+
+
+def test_a_photo_too_small_for_both_splits_is_refused():
+    from gzoo.compress.data import photo_crop_boxes
+    from gzoo.errors import GzooError
+
+    with pytest.raises(GzooError, match="no room for training and held-out crops"):
+        photo_crop_boxes(200, 300, 128, train=4, held_out=1)
+
+
 def _train_toy(directory: Path, stop_after: int | None = None) -> tuple[nn.Module, list[dict]]:
     """A linear model regressed to fixed targets for 6 steps, optionally stopped after ``stop_after`` steps."""
     torch.manual_seed(0)

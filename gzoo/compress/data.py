@@ -9,6 +9,7 @@ Splits follow GAN Compression: the training stages use ``train_meta`` (a text fi
 scores the sub-networks on ``held_out_meta``; without meta files every n-th image by name is held out.
 """
 
+import math
 import random
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -22,9 +23,11 @@ from gzoo.data.datasets import paired_halves, to_unit_range
 from gzoo.data.images import IMAGE_SUFFIXES, open_rgb
 from gzoo.errors import GzooError
 
-# The builtin demo data: scikit-image's colour photographs (stereo_motorcycle: its left view).
+# The builtin demo data: scikit-image's colour photographs (stereo_motorcycle: its left view), scaled so their
+# shorter side is PHOTO_SCALE crops: room for a grid of distinct training crops beside the held-out band.
 SKIMAGE_PHOTOS = ("astronaut", "chelsea", "coffee", "rocket", "hubble_deep_field", "immunohistochemistry", "retina",
                   "stereo_motorcycle")
+PHOTO_SCALE = 3
 
 
 @dataclass(frozen=True)
@@ -171,11 +174,10 @@ def _listed(images: tuple[Path, ...], meta: str) -> tuple[Path, ...]:
 def make_skimage_photos(root: Path, settings: DataSettings) -> DataSettings:
     """Write crops of scikit-image's photographs as a ``single`` dataset under ``root`` with its meta files.
 
-    Each photo is scaled so its shorter side is twice ``load_size``. A band of ``load_size`` along its right edge
-    gives the held-out crops (``held_out_crops_per_photo``, top to bottom); the rest of the photo gives
-    ``crops_per_photo`` training crops along its diagonal. No held-out pixel is ever trained on, and both splits
-    come from the same photos (as GAN Compression's train1/train2 meta files split one dataset). Returns the data
-    settings that read it.
+    Each photo is scaled so its shorter side is ``PHOTO_SCALE`` times ``load_size``; ``photo_crop_boxes`` places
+    its held-out crops in a band along the right edge and its training crops on a grid over the rest, so no
+    held-out pixel is ever trained on and both splits come from the same photos (as GAN Compression's
+    train1/train2 meta files split one dataset). Returns the data settings that read it.
     """
     try:
         from skimage import data
@@ -189,14 +191,10 @@ def make_skimage_photos(root: Path, settings: DataSettings) -> DataSettings:
         array = getattr(data, name)()
         array = array[0] if isinstance(array, tuple) else array  # stereo_motorcycle: (left, right, disparity)
         image = Image.fromarray(np.asarray(array)).convert("RGB")
-        scale = 2 * size / min(image.size)
+        scale = PHOTO_SCALE * size / min(image.size)
         image = image.resize((round(image.width * scale), round(image.height * scale)), Image.BICUBIC)
-        band = image.width - size  # held-out crops start here; training crops end before it
-        boxes = {"train": [((band - size) * i // max(settings.crops_per_photo - 1, 1),
-                            (image.height - size) * i // max(settings.crops_per_photo - 1, 1))
-                           for i in range(settings.crops_per_photo)],
-                 "held_out": [(band, (image.height - size) * i // max(settings.held_out_crops_per_photo - 1, 1))
-                              for i in range(settings.held_out_crops_per_photo)]}
+        boxes = photo_crop_boxes(image.width, image.height, size, settings.crops_per_photo,
+                                 settings.held_out_crops_per_photo)
         for split, corners in boxes.items():
             for index, (left, top) in enumerate(corners):
                 file = f"{name}_{split}_{index:02d}.png"
@@ -205,6 +203,23 @@ def make_skimage_photos(root: Path, settings: DataSettings) -> DataSettings:
     for split, files in lists.items():
         (root / f"{split}.meta").write_text("\n".join(files) + "\n")
     return skimage_photos_settings(root, settings)
+
+
+def photo_crop_boxes(width: int, height: int, size: int, train: int, held_out: int) -> dict[str, list[tuple[int, int]]]:
+    """Top-left corners of the square crops of one photo: ``held_out`` crops top to bottom in the band of width
+    ``size`` along its right edge, ``train`` crops on an evenly spaced grid (row by row) over the rest."""
+    band = width - size  # held-out crops start here; training crops end at or before it
+    if band < size or height < size:
+        raise GzooError(f"a {width}x{height} photo has no room for training and held-out crops of {size}")
+    columns = math.ceil(math.sqrt(train))
+    rows = math.ceil(train / columns)
+
+    def spaced(room: int, index: int, count: int) -> int:
+        return room * index // max(count - 1, 1)
+
+    return {"train": [(spaced(band - size, i % columns, columns), spaced(height - size, i // columns, rows))
+                      for i in range(train)],
+            "held_out": [(band, spaced(height - size, i, held_out)) for i in range(held_out)]}
 
 
 def skimage_photos_settings(root: Path, settings: DataSettings) -> DataSettings:

@@ -312,3 +312,41 @@ def test_search_by_fid_against_a_folder_of_real_images(tmp_path, gzoo_home, ince
     scores = [float(line.split(",")[2]) for line in (run / "search" / "results.csv").read_text().splitlines()[1:]]
     assert len(scores) >= 2 and all(s > 0 for s in scores) and scores == sorted(scores)
     assert summary["search"]["score"] == pytest.approx(scores[0])
+
+
+def test_search_by_miou_scores_what_the_final_evaluation_measures(tmp_path, gzoo_home):
+    """mIoU as the search criterion (the originals' for cityscapes), with DRN-D-105 at random weights and label
+    maps from a colour rule: without fine-tuning the exported student is the searched sub-network, so the
+    search's best score and the final evaluation's mIoU, computed by separate code, must agree."""
+    import numpy as np
+    from PIL import Image
+
+    from gzoo.compress.data import make_skimage_photos
+    from gzoo.compress.recipe import DataSettings
+
+    torch.manual_seed(0)
+    segmenter = tmp_path / "drn.pth"
+    torch.save(create_model("drn_d_105_seg").state_dict(), segmenter)
+    # The held-out crops the run will make, labelled by their dominant channel (train ids 0..2).
+    photos = tmp_path / "photos"
+    make_skimage_photos(photos, DataSettings(load_size=32, crop_size=32, crops_per_photo=2))
+    labels = tmp_path / "labels"
+    labels.mkdir()
+    for name in (photos / "held_out.meta").read_text().split():
+        dominant = np.asarray(Image.open(photos / "train" / name)).argmax(2).astype(np.uint8)
+        Image.fromarray(dominant).save(labels / name)
+    run = tmp_path / "run"
+    result = subprocess.run([sys.executable, "-m", "gzoo", "compress", str(DEMO), "-o", str(run), "--json", *TINY,
+                             "--set", "stages.finetune=null", "--set", "stages.search.metric=miou",
+                             "--set", f"stages.search.segmenter={segmenter}", "--set",
+                             f"stages.search.labels={labels}", "--set", "evaluate.metrics=[miou]",
+                             "--set", f"evaluate.segmenter={segmenter}", "--set", f"evaluate.labels={labels}",
+                             "--set", "stages.search.population_size=3"],
+                            env={**os.environ, "GZOO_HOME": str(gzoo_home)}, capture_output=True, text=True,
+                            timeout=300)
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout)
+    assert summary["search"]["metric"] == "miou"
+    scores = [float(line.split(",")[2]) for line in (run / "search" / "results.csv").read_text().splitlines()[1:]]
+    assert len(scores) >= 2 and all(-100 <= s <= 0 for s in scores) and scores == sorted(scores)
+    assert summary["metrics"]["miou"] == pytest.approx(-summary["search"]["score"], abs=1e-6)

@@ -10,6 +10,7 @@ from gzoo.compress.search import (
     brute_force,
     config_string,
     evolution_search,
+    first_generation_weights,
     sub_mobile_macs,
 )
 from gzoo.errors import GzooError
@@ -48,3 +49,17 @@ def test_evolution_never_leaves_the_budget_and_is_reproducible_with_a_seed():
 def test_a_budget_below_the_smallest_config_is_one_clear_error():
     with pytest.raises(GzooError, match="below the smallest config 16_16_16_16_16_16_16_16"):
         evolution_search(SEARCH_SPACES["channels-32"], MACS, width_score, 1e8)
+
+
+def test_weighted_sample_draws_the_first_generation_with_the_originals_weights():
+    # channel_configs.py: weights start at (n - 1) / (weighted_sample - 1) for the widest and grow by 1.
+    assert first_generation_weights(5, 2) == [4, 5, 6, 7, 8]
+    assert first_generation_weights(3, 3) == [1, 2, 3]
+    space = SEARCH_SPACES["channels-64-cyclegan"]
+    free = lambda config: 0  # noqa: E731 - every config fits, so only the draw shapes the population
+    for weighted, shares in ((1.0, [1 / 5] * 5), (2.0, [w / 30 for w in (4, 5, 6, 7, 8)])):
+        settings = EvolutionSettings(population_size=400, iterations=0, seed=1, weighted_sample=weighted)
+        drawn = evolution_search(space, free, width_score, 1.0, settings).evaluated
+        widths = [width for config in drawn for width in config]
+        for width, share in zip((64, 48, 32, 24, 16), shares, strict=True):
+            assert widths.count(width) / len(widths) == pytest.approx(share, abs=0.03)

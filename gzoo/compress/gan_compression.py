@@ -444,7 +444,7 @@ def _search(run: Run, results: dict) -> dict:
     else:
         found = searching.evolution_search(space, macs, memo_score, settings.budget, searching.EvolutionSettings(
             settings.population_size, settings.iterations, settings.mutate_prob, settings.mutation_ratio,
-            settings.parent_ratio, recipe.training.seed))
+            settings.parent_ratio, recipe.training.seed, settings.weighted_sample))
     if run.processes.is_main:
         with open(run.stage_dir("search") / "results.csv", "w", newline="") as table:
             writer = csv.DictWriter(table, ["config", "macs", "score"])

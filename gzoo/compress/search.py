@@ -6,7 +6,8 @@ mIoU or PSNR):
 
 - ``brute_force``: every config of the space under the budget;
 - ``evolution_search``: GAN Compression's regularised evolution (population 100, 500 iterations, mutation
-  probability 0.2, half of each new generation from mutation, a quarter of it kept as parents), seeded.
+  probability 0.2, half of each new generation from mutation, a quarter of it kept as parents), seeded; its
+  first generation may favour narrow widths (``weighted_sample``).
 
 Scores and MACs are memoised per config, since scoring a config (running the supernet over a held-out split)
 is the expensive part.
@@ -40,6 +41,9 @@ class EvolutionSettings:
     mutation_ratio: float = 0.5  # share of each new generation made by mutation (the rest by crossover)
     parent_ratio: float = 0.25  # share of the population kept as parents
     seed: int = 0
+    # --weighted_sample: above 1, the first generation favours narrow widths. Of n choices the i-th widest
+    # (from 0) is drawn with weight (n - 1) / (weighted_sample - 1) + i, so 2 gives 64..16 weights 4, 5, 6, 7, 8.
+    weighted_sample: float = 1.0
     max_trials: int = 1000  # attempts to draw a config under the budget before giving up
 
 
@@ -122,7 +126,10 @@ def evolution_search(space: tuple[tuple[int, ...], ...], macs: Callable[[Config]
                         "budget or pick a smaller search space")
 
     def random_config() -> Config:
-        return tuple(rng.choice(choices) for choices in space)
+        if settings.weighted_sample <= 1:
+            return tuple(rng.choice(choices) for choices in space)
+        return tuple(rng.choices(widths, weights=first_generation_weights(len(widths), settings.weighted_sample))[0]
+                     for widths in (sorted(choices, reverse=True) for choices in space))
 
     def mutate(parent: Config) -> Config:
         return tuple(rng.choice(choices) if rng.random() < settings.mutate_prob else width
@@ -143,6 +150,12 @@ def evolution_search(space: tuple[tuple[int, ...], ...], macs: Callable[[Config]
     for config in population:
         memo.score(config)
     return memo.result()
+
+
+def first_generation_weights(choices: int, weighted_sample: float) -> list[float]:
+    """Weights of a position's widths, widest first, for evolution's first generation (``weighted_sample`` > 1)."""
+    start = (choices - 1) / (weighted_sample - 1)
+    return [start + i for i in range(choices)]
 
 
 def sub_mobile_macs(input_size: tuple[int, int, int] = (3, 256, 256), n_blocks: int = 9) -> Callable[[Config], int]:

@@ -27,14 +27,14 @@ def run_gzoo(gzoo_home):
     """Run the installed CLI as a user would: ``python -m gzoo ARGS`` in a fresh process."""
 
     def run(*args: str, zoo: Path | None = None, home: Path | None = None,
-            python_flags: bool = False) -> subprocess.CompletedProcess:
+            python_flags: bool = False, timeout: float = 300) -> subprocess.CompletedProcess:
         """``python_flags``: the first two arguments go to the interpreter (e.g. ``-X importtime``)."""
         env = {**os.environ, "GZOO_HOME": str(home or gzoo_home)}
         if zoo is not None:
             env["GZOO_ZOO"] = str(zoo)
         interpreter, args = (list(args[:2]), args[2:]) if python_flags else ([], args)
         return subprocess.run([sys.executable, *interpreter, "-m", "gzoo", *args], capture_output=True, text=True,
-                              env=env, timeout=300)
+                              env=env, timeout=timeout)
 
     return run
 

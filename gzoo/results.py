@@ -14,6 +14,7 @@ import json
 import math
 import re
 import sqlite3
+import time
 from collections.abc import Iterator
 from contextlib import closing, contextmanager
 from dataclasses import asdict, dataclass, field
@@ -185,12 +186,27 @@ def _connection(create: bool) -> Iterator[sqlite3.Connection]:
 
 def _create_schema(db: sqlite3.Connection) -> None:
     # WAL lets readers (the leaderboard) run beside a writer; the mode is kept in the file.
-    db.execute("PRAGMA journal_mode=WAL")
+    _switch_to_wal(db)
     db.execute("BEGIN IMMEDIATE")  # the write lock first: the schema is created once, whoever comes first
     for statement in _SCHEMA:
         db.execute(statement)
     db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
     db.execute("COMMIT")
+
+
+def _switch_to_wal(db: sqlite3.Connection) -> None:
+    """Put the store in WAL mode, waiting for other processes as every write does: SQLite answers a switch it
+    cannot make at once with "database is locked" without calling its busy handler (seen with 4 processes
+    creating the store at once), so the waiting is done here."""
+    deadline = time.monotonic() + BUSY_TIMEOUT_S
+    while True:
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as err:
+            if "locked" not in str(err) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
 
 
 def _normalised(text: str) -> str:

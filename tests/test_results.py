@@ -3,6 +3,7 @@
 import math
 import multiprocessing
 import sqlite3
+import threading
 from multiprocessing.synchronize import Barrier
 
 import pytest
@@ -93,6 +94,22 @@ def test_schema_version_and_wal_mode(gzoo_home):
         db.execute(f"PRAGMA user_version = {results.SCHEMA_VERSION + 1}")
     with pytest.raises(GzooError, match="newer than this gzoo reads"):
         results.latest()
+
+
+def test_creating_the_store_waits_for_a_writer_that_holds_the_lock(gzoo_home):
+    # SQLite refuses the switch to WAL at once, without waiting, while another connection holds the write
+    # lock: the race of several processes creating the store together.
+    gzoo_home.mkdir(parents=True)
+    holder = sqlite3.connect(gzoo_home / "results.sqlite", isolation_level=None, check_same_thread=False)
+    holder.execute("BEGIN IMMEDIATE")
+    release = threading.Timer(0.3, holder.execute, ("ROLLBACK",))
+    release.start()
+    try:
+        results.record([fid()])
+    finally:
+        release.join()
+        holder.close()
+    assert [r.value for r in results.history()] == [fid().value]
 
 
 def _record_many(home: str, writer: int, start: Barrier) -> None:

@@ -314,7 +314,7 @@ def test_search_by_fid_against_a_folder_of_real_images(tmp_path, gzoo_home, ince
     assert summary["search"]["score"] == pytest.approx(scores[0])
 
 
-def test_search_by_miou_scores_what_the_final_evaluation_measures(tmp_path, gzoo_home):
+def test_search_by_miou_scores_what_the_final_evaluation_measures(tmp_path, run_gzoo):
     """mIoU as the search criterion (the originals' for cityscapes), with DRN-D-105 at random weights and label
     maps from a colour rule: without fine-tuning the exported student is the searched sub-network, so the
     search's best score and the final evaluation's mIoU, computed by separate code, must agree."""
@@ -336,14 +336,11 @@ def test_search_by_miou_scores_what_the_final_evaluation_measures(tmp_path, gzoo
         dominant = np.asarray(Image.open(photos / "train" / name)).argmax(2).astype(np.uint8)
         Image.fromarray(dominant).save(labels / name)
     run = tmp_path / "run"
-    result = subprocess.run([sys.executable, "-m", "gzoo", "compress", str(DEMO), "-o", str(run), "--json", *TINY,
-                             "--set", "stages.finetune=null", "--set", "stages.search.metric=miou",
-                             "--set", f"stages.search.segmenter={segmenter}", "--set",
-                             f"stages.search.labels={labels}", "--set", "evaluate.metrics=[miou]",
-                             "--set", f"evaluate.segmenter={segmenter}", "--set", f"evaluate.labels={labels}",
-                             "--set", "stages.search.population_size=3"],
-                            env={**os.environ, "GZOO_HOME": str(gzoo_home)}, capture_output=True, text=True,
-                            timeout=300)
+    result = run_gzoo("compress", str(DEMO), "-o", str(run), "--json", *TINY,
+                      "--set", "stages.finetune=null", "--set", "stages.search.metric=miou",
+                      "--set", f"stages.search.segmenter={segmenter}", "--set", f"stages.search.labels={labels}",
+                      "--set", "evaluate.metrics=[miou]", "--set", f"evaluate.segmenter={segmenter}",
+                      "--set", f"evaluate.labels={labels}", "--set", "stages.search.population_size=3")
     assert result.returncode == 0, result.stderr
     summary = json.loads(result.stdout)
     assert summary["search"]["metric"] == "miou"

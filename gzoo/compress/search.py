@@ -125,11 +125,14 @@ def evolution_search(space: tuple[tuple[int, ...], ...], macs: Callable[[Config]
         raise GzooError(f"no config under the MACs budget {budget:.4g} in {settings.max_trials} draws; raise the "
                         "budget or pick a smaller search space")
 
+    widest_first = [sorted(choices, reverse=True) for choices in space]
+    weights = [first_generation_weights(len(widths), settings.weighted_sample) for widths in widest_first] \
+        if settings.weighted_sample > 1 else None
+
     def random_config() -> Config:
-        if settings.weighted_sample <= 1:
+        if weights is None:
             return tuple(rng.choice(choices) for choices in space)
-        return tuple(rng.choices(widths, weights=first_generation_weights(len(widths), settings.weighted_sample))[0]
-                     for widths in (sorted(choices, reverse=True) for choices in space))
+        return tuple(rng.choices(widths, weights=w)[0] for widths, w in zip(widest_first, weights, strict=True))
 
     def mutate(parent: Config) -> Config:
         return tuple(rng.choice(choices) if rng.random() < settings.mutate_prob else width

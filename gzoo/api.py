@@ -42,6 +42,13 @@ def model_info(model_id: str, zoo: Zoo | None = None) -> dict:
     return {**entry.as_dict(), **_figures(entry, FiguresCache())}
 
 
+def architectures() -> dict[str, dict[str, Any]]:
+    """Every registered architecture with its constructor arguments and their defaults."""
+    from gzoo.models import architecture_table
+
+    return architecture_table()
+
+
 def build_model(entry: ZooEntry):
     """The entry's architecture with freshly initialised weights, in eval mode."""
     from gzoo.models import create_model

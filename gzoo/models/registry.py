@@ -29,6 +29,11 @@ def architecture_arguments(name: str) -> dict[str, Any]:
     return {p.name: p.default for p in signature.parameters.values()}
 
 
+def architecture_table() -> dict[str, dict[str, Any]]:
+    """``{architecture: {argument: default}}`` for every registered architecture."""
+    return {name: architecture_arguments(name) for name in list_architectures()}
+
+
 def create_model(name: str, **arch_args: Any) -> nn.Module:
     """Build architecture ``name`` with ``arch_args``; bad names and arguments raise GzooError."""
     constructor = _lookup(name)

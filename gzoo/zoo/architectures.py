@@ -34,9 +34,9 @@ def architecture_catalogue() -> dict[str, dict[str, Any]]:
             return cached["architectures"]
     except (OSError, ValueError, KeyError, TypeError):
         pass  # no catalogue yet, or a stale or unreadable one: rebuild it
-    from gzoo.models import architecture_arguments, list_architectures
+    from gzoo.models import architecture_table
 
-    catalogue = {name: architecture_arguments(name) for name in list_architectures()}
+    catalogue = architecture_table()
     try:
         atomic_write_text(path, json.dumps({"digest": models_digest(), "architectures": catalogue}, default=repr))
     except OSError:

@@ -1,0 +1,56 @@
+"""`gzoo compress`: run a recipe and show the exported student beside its teacher."""
+
+import os
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from gzoo.cli.options import JsonOption
+from gzoo.cli.output import human, print_json, progress_bar, stderr, stdout
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(compress)
+
+
+def compress(
+        recipe: Annotated[Path, typer.Argument(help="A recipe file (see recipes/).")],
+        teacher: Annotated[str | None, typer.Option(help="The teacher: zoo id or model directory "
+                                                         "(default: the recipe's).")] = None,
+        data: Annotated[Path | None, typer.Option(help="The dataset folder (default: the recipe's).")] = None,
+        output: Annotated[Path | None, typer.Option("-o", "--output", help="Run directory "
+                                                    "(default: runs/<recipe name>).")] = None,
+        resume: Annotated[bool, typer.Option("--resume", help="Continue a killed run in the run directory.")] = False,
+        overrides: Annotated[list[str] | None, typer.Option("--set", help="Override a recipe value: "
+                                                            "section.key=value (repeatable).")] = None,
+        as_json: JsonOption = False) -> None:
+    """Compress a teacher with a recipe: train, search, fine-tune, export and evaluate the student."""
+    from gzoo import api
+
+    with progress_bar("") as advance:
+        shown = {"stage": None}
+
+        def report(stage: str, done: int, total: int, losses: dict[str, float]) -> None:
+            if stage != shown["stage"]:
+                shown["stage"] = stage
+                stderr.print(f"stage {stage}", highlight=False)
+            advance(done, total, " ".join([stage, *(f"{k} {v:.3g}" for k, v in losses.items())]))
+
+        summary = api.compress(recipe, teacher, data, output, resume, overrides or [], progress=report)
+    if os.environ.get("RANK", "0") != "0":
+        return  # under torchrun the first process reports
+    if as_json:
+        print_json(summary)
+        return
+    table = Table("", "value", title=f"student {summary['config']} in {summary['student']}")
+    table.add_row(f"MACs (paper convention, {summary['macs_input']})",
+                  f"{human(summary['teacher_macs_paper'])} -> {human(summary['student_macs_paper'])} "
+                  f"({summary['macs_reduction']:.1f}x fewer)")
+    for metric, value in summary["metrics"].items():
+        table.add_row(f"{metric} (held-out)", value if isinstance(value, str) else f"{value:.4f}")
+    if "identity_psnr" in summary:
+        table.add_row("psnr of the input itself (identity baseline)", f"{summary['identity_psnr']:.4f}")
+    stdout.print(table)
+    stderr.print("stored in the results store; `gzoo leaderboard` shows it", highlight=False)

@@ -1,0 +1,112 @@
+"""`gzoo list`, `gzoo info` and `gzoo leaderboard`: the zoo and its measured figures."""
+
+import sys
+from enum import Enum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from gzoo.cli.options import JsonOption, MethodOption, TaskOption
+from gzoo.cli.output import human, print_json, progress_bar, stdout, wide_console
+
+
+class Format(str, Enum):
+    table = "table"
+    md = "md"
+    csv = "csv"
+    json = "json"
+
+
+def register(app: typer.Typer) -> None:
+    app.command("list")(list_command)
+    app.command()(info)
+    app.command()(leaderboard)
+
+
+def list_command(method: MethodOption = None, task: TaskOption = None, as_json: JsonOption = False,
+                 archs: Annotated[bool, typer.Option("--archs", help="List registered architectures.")] = False,
+                 ) -> None:
+    """List the zoo's models (or, with --archs, the registered architectures)."""
+    from gzoo import api
+
+    if archs:
+        catalogue = api.architectures()
+        if as_json:
+            print_json(catalogue)
+            return
+        for name, arguments in catalogue.items():
+            stdout.print(f"{name}({', '.join(f'{k}={v!r}' for k, v in arguments.items())})", highlight=False)
+        return
+    models = api.list_models(method, task)
+    if as_json:
+        print_json(models)
+        return
+    table = Table("id", "method", "task", "arch", "params", "MACs (paper)", "teacher")
+    for m in models:
+        table.add_row(m["id"], m["method"], m["task"], m["arch"], human(m["params"]), human(m["macs_paper"]),
+                      m["teacher"] or "-")
+    stdout.print(table)
+
+
+def info(model_id: Annotated[str, typer.Argument(help="A zoo id (e.g. gan-compression/horse2zebra) or a "
+                                                      "model directory.")],
+         as_json: JsonOption = False) -> None:
+    """Describe a zoo entry or a model directory: architecture, input, weights, published numbers, figures."""
+    from gzoo import api
+
+    if Path(model_id).is_dir():
+        described = api.directory_info(Path(model_id))
+        if as_json:
+            print_json(described)
+        else:
+            for key, value in described.items():
+                stdout.print(f"  {key:14}{value}", highlight=False, markup=False)
+        return
+    entry = api.model_info(model_id)
+    if as_json:
+        print_json(entry)
+        return
+    args = ", ".join(f"{k}={v!r}" for k, v in entry["arch_args"].items())
+    shape = entry["input"]
+    stdout.print(f"[bold]{entry['id']}[/bold]  ({entry['method']}, {entry['task']})")
+    stdout.print(f"  architecture  {entry['arch']}({args})", highlight=False)
+    stdout.print(f"  input         {shape['channels']}x{shape['height']}x{shape['width']}")
+    stdout.print(f"  teacher       {entry['teacher'] or '-'}")
+    stdout.print(f"  params        {entry['params']:,}  ({human(entry['params'])})")
+    stdout.print(f"  MACs          {human(entry['macs'])} true, {human(entry['macs_paper'])} paper convention")
+    stdout.print(f"  paper         {('arXiv ' + entry['paper']) if entry['paper'] else '-'}")
+    stdout.print(f"  license       {entry['license'] or '-'}")
+    weights = entry["weights"]
+    if weights:
+        source = next(k for k in weights if k != "format")
+        stdout.print(f"  weights       {source}: {weights[source]}  (format {weights['format']})", highlight=False)
+    for r in entry["reported"]:
+        protocol = f" [{r['protocol']}]" if r.get("protocol") else ""
+        stdout.print(f"  reported      {r['metric']} {r['value']:g}  ({r['source']}){protocol}", highlight=False)
+
+
+def leaderboard(method: MethodOption = None, task: TaskOption = None,
+                output_format: Annotated[Format, typer.Option("--format", help="Output format.")] = Format.table,
+                ) -> None:
+    """Measure every zoo entry on this machine and show it beside the published numbers."""
+    from gzoo import api, report
+
+    with progress_bar("measuring") as advance:
+        board = api.leaderboard(method, task, progress=advance)
+    if output_format is Format.json:
+        print_json(board)
+    elif output_format is Format.csv:
+        sys.stdout.write(report.to_csv(board))
+    elif output_format is Format.md:
+        sys.stdout.write(report.to_markdown(board))
+    else:
+        footnotes = report.sources(board["rows"])
+        table = Table(*report.COLUMNS)
+        for row in board["rows"]:
+            table.add_row(*report.cells(row, footnotes))
+        console = wide_console()
+        console.print(table)
+        for line in report.notes(board, footnotes):
+            console.print(line, highlight=False, markup=False)

@@ -13,18 +13,15 @@ import argparse
 import json
 import tempfile
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import torch
 import yaml
 
-from gzoo.compress.data import TrainingData, find_splits, make_skimage_photos
-from gzoo.compress.engine import FeatureTaps, start_processes
-from gzoo.compress.gan_compression import LOG, TAPS, Run, TeacherOutputs, _distill, _load_teacher, _supernet
+from gzoo.compress.pipeline import open_run
 from gzoo.compress.recipe import load_recipe
+from gzoo.data.modeldir import save_model_dir
 from gzoo.models import create_model
-from gzoo.zoo.modeldir import save_model_dir
 
 
 def steps_per_second(log: Path, stage: str) -> float:
@@ -53,21 +50,12 @@ def main() -> None:
             "stages": {"distill": {"steps": args.steps}, "supernet": {"steps": args.steps},
                        "search": {"budget": 1e12, "metric": "psnr"}},
         }))
-        recipe = load_recipe(recipe_file)
-        processes = start_processes()
-        data = make_skimage_photos(scratch / "data", recipe.data)
-        recipe = replace(recipe, data=data)
-        model, teacher_id, sha = _load_teacher(str(teacher), processes)
-        run_dir = scratch / "run"
-        run_dir.mkdir()
-        run = Run(recipe, run_dir, processes, model, teacher_id, sha,
-                  TrainingData(data, find_splits(data, Path(data.root))), None,
-                  TeacherOutputs(model, FeatureTaps(model, TAPS), cache=False))
+        run = open_run(load_recipe(recipe_file), scratch / "run", lambda: teacher)
         started = time.perf_counter()
-        results = {"distill": _distill(run, {})}
-        _supernet(run, results)
+        results = {"distill": run.method.run["distill"](run, {})}
+        run.method.run["supernet"](run, results)
         total = time.perf_counter() - started
-        baseline, supernet = steps_per_second(run_dir / LOG, "distill"), steps_per_second(run_dir / LOG, "supernet")
+        baseline, supernet = steps_per_second(run.log_file, "distill"), steps_per_second(run.log_file, "supernet")
     device = torch.cuda.get_device_name() if torch.cuda.is_available() else f"cpu, {torch.get_num_threads()} threads"
     print(f"device: {device}; torch {torch.__version__}; batch {args.batch}, {args.size}x{args.size}, "
           f"{args.steps} steps per stage ({total:.0f} s in all)")

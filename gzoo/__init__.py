@@ -1,6 +1,8 @@
 """gzoo: a model zoo and evaluation suite for compressed image-to-image generators."""
 
-__version__ = "0.1.0"
+from gzoo.version import __version__
+
+__all__ = ["__version__", "load"]
 
 
 def load(id_or_dir: str):

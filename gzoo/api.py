@@ -6,8 +6,6 @@ Architecture figures (params, MACs, CPU latency) are measured on this machine an
 """
 
 import json
-import os
-import platform
 from collections.abc import Callable
 from dataclasses import replace
 from functools import cache, partial
@@ -15,9 +13,10 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
-from gzoo import __version__, results
+from gzoo import machine, results
 from gzoo.errors import GzooError, closest
 from gzoo.paths import atomic_write_text, gzoo_home
+from gzoo.version import __version__
 from gzoo.zoo import Zoo, ZooEntry, load_zoo
 from gzoo.zoo.architectures import models_digest
 
@@ -108,7 +107,8 @@ def leaderboard(method: str | None = None, task: str | None = None, progress: Pr
         })
     return {
         "gzoo_version": __version__, "torch_version": _torch_version(), "device": "cpu",
-        "cpu": _cpu_name(), "threads": _threads(), "latency": "eager PyTorch, batch 1, median of timed runs",
+        "cpu": machine.cpu_name(), "threads": machine.threads(),
+        "latency": "eager PyTorch, batch 1, median of timed runs",
         "results_store": str(results.store_path()), "rows": rows,
     }
 
@@ -123,7 +123,7 @@ def _local_entries(newest: dict[str, dict], zoo: Zoo, method: str | None, task: 
         directory = Path(key)
         if key in zoo.entries or not directory.is_absolute():
             continue
-        from gzoo.zoo.modeldir import CONFIG, read_config  # imports torch: only when the store has local models
+        from gzoo.data.modeldir import CONFIG, read_config  # imports torch: only when the store has local models
 
         if not (directory / CONFIG).is_file():
             continue
@@ -179,7 +179,7 @@ def bench(model: str | Path, vs: str | Path | None = None, runtime: str = "eager
     for name, value in (("--threads", threads), ("--batch", batch), ("--runs", runs)):
         if value is not None and value < 1:
             raise GzooError(f"{name} must be at least 1, not {value}")
-    threads = threads or _threads()
+    threads = threads or machine.threads()
     zoo = zoo or load_zoo()
     named = [str(m) for m in (model, vs) if m is not None]
     built = [_bench_model(name, zoo) for name in named]
@@ -192,7 +192,7 @@ def bench(model: str | Path, vs: str | Path | None = None, runtime: str = "eager
     latencies = measure_interleaved([m for m, _, _ in built], examples, runtime, threads, runs, progress=timed)
     a_ms, b_ms = latencies[0].median_ms, latencies[-1].median_ms
     return {
-        "gzoo_version": __version__, "torch_version": _torch_version(), "device": "cpu", "cpu": _cpu_name(),
+        "gzoo_version": __version__, "torch_version": _torch_version(), "device": "cpu", "cpu": machine.cpu_name(),
         "threads": threads, "batch": batch, "runtime": runtime, "runs": runs,
         "models": [{"model": name, "weights": weights, "input": "x".join(map(str, shape)), **latency.as_dict()}
                    for name, (_, shape, weights), latency in zip(named, built, latencies, strict=True)],
@@ -202,7 +202,8 @@ def bench(model: str | Path, vs: str | Path | None = None, runtime: str = "eager
 
 def _bench_model(name: str, zoo: Zoo) -> tuple[Any, tuple[int, int, int], str]:
     """The model to time, its input shape (channels, height, width) and where its weights come from."""
-    from gzoo.zoo.modeldir import CONFIG, load_model_dir, read_config
+    from gzoo.data.modeldir import CONFIG, read_config
+    from gzoo.models import load_model_dir
 
     path = Path(name)
     if (path / CONFIG).is_file():
@@ -230,10 +231,10 @@ def _example(shape: tuple[int, int, int], batch: int):
 def convert(source: Path, fmt: str, output: Path, arch: str | None = None, arch_args: dict | None = None,
             entry: ZooEntry | None = None) -> Path:
     """Convert an original checkpoint into a gzoo model directory at ``output``."""
-    from gzoo.models import create_model
+    from gzoo.data.modeldir import save_model_dir, sha256_of
+    from gzoo.models import create_model, load_state_checked
+    from gzoo.zoo.card import model_card
     from gzoo.zoo.converters import get_converter
-    from gzoo.zoo.hub import sha256_of
-    from gzoo.zoo.modeldir import load_state_checked, save_model_dir
 
     source = Path(source)
     converted = get_converter(fmt)(source, arch, dict(arch_args or {}))
@@ -244,7 +245,7 @@ def convert(source: Path, fmt: str, output: Path, arch: str | None = None, arch_
         config = {k: v for k, v in entry.as_dict().items() if k not in ("arch", "arch_args", "weights")}
     config.update(arch=converted.arch, arch_args=converted.arch_args,
                   source={"format": fmt, "file": source.name, "sha256": sha256_of(source)}, **converted.extra)
-    return save_model_dir(output, model.state_dict(), config)
+    return save_model_dir(output, model.state_dict(), config, model_card(config, reported=config.get("reported") or ()))
 
 
 def model_dir(model_id: str) -> Path:
@@ -254,8 +255,8 @@ def model_dir(model_id: str) -> Path:
 
 def pull(model_id: str, revision: str | None = None, zoo: Zoo | None = None) -> Path:
     """Fetch and verify an entry's weights and convert them into its model directory; returns the directory."""
-    from gzoo.zoo.hub import fetch_weights, sha256_of
-    from gzoo.zoo.modeldir import CONFIG, read_config
+    from gzoo.data.modeldir import CONFIG, read_config, sha256_of
+    from gzoo.zoo.hub import fetch_weights
 
     entry = (zoo or load_zoo()).get(model_id)
     checkpoint = fetch_weights(entry, revision)
@@ -287,9 +288,9 @@ def push(directory: str | Path, repo_id: str, private: bool = False, token: str 
     from huggingface_hub.errors import HFValidationError
     from huggingface_hub.utils import validate_repo_id
 
+    from gzoo.data.modeldir import CARD, CONFIG, WEIGHTS, read_config, results_key, sha256_of
     from gzoo.zoo.card import model_card
-    from gzoo.zoo.hub import sha256_of, upload_files
-    from gzoo.zoo.modeldir import CARD, CONFIG, WEIGHTS, read_config, results_key
+    from gzoo.zoo.hub import upload_files
 
     try:
         validate_repo_id(repo_id)
@@ -326,14 +327,14 @@ def push(directory: str | Path, repo_id: str, private: bool = False, token: str 
 
 def load(id_or_dir: str | Path):
     """The ready model (nn.Module, eval mode) of a model directory or a zoo id (pulled when needed)."""
-    from gzoo.zoo.modeldir import load_model_dir
+    from gzoo.models import load_model_dir
 
     return load_model_dir(model_directory(id_or_dir))
 
 
 def model_directory(id_or_dir: str | Path) -> Path:
     """The model directory itself, or a zoo id's directory in the cache (pulled when needed)."""
-    from gzoo.zoo.modeldir import CONFIG
+    from gzoo.data.modeldir import CONFIG
 
     path = Path(id_or_dir)
     if (path / CONFIG).is_file():
@@ -357,13 +358,12 @@ def evaluate(id_or_dir: str | Path, data: str | Path, metrics: list[str] | None 
     kid_subset_size, inception_weights, threads).
     """
     from gzoo import evaluation
+    from gzoo.data.modeldir import read_config
 
-    subject = evaluation.load_subject(model_directory(id_or_dir))
-    teacher = teacher or subject.config.get("teacher")
-    mentor = evaluation.load_subject(model_directory(teacher)) if teacher else None
-    settings = evaluation.Options(metrics=tuple(metrics) if metrics else None,
-                                  **{k: v for k, v in options.items() if v is not None})
-    return evaluation.evaluate(subject, Path(data), mentor, settings, f"cpu: {_cpu_name()}", progress, store)
+    directory = model_directory(id_or_dir)
+    teacher = teacher or read_config(directory).get("teacher")
+    return evaluation.measure(directory, Path(data), model_directory(teacher) if teacher else None, metrics,
+                              f"cpu: {machine.cpu_name()}", progress, store, **options)
 
 
 def compress(recipe: str | Path, teacher: str | None = None, data: str | Path | None = None,
@@ -371,16 +371,39 @@ def compress(recipe: str | Path, teacher: str | None = None, data: str | Path | 
              progress: Callable[[str, int, int, dict[str, float]], None] | None = None) -> dict[str, Any]:
     """Run a compression recipe; returns the summary of its exported, evaluated student.
 
-    The recipe is read and checked completely (keys, types, teacher, data, MACs budget) before anything trains.
-    ``output`` defaults to runs/<recipe name>; ``resume`` continues a killed run there, never repeating a
-    finished stage. ``progress`` is called with (stage, done, total, losses).
+    The recipe is read and checked completely (keys, types, method, teacher architecture, data, MACs budget)
+    before anything is downloaded or trained. ``output`` defaults to runs/<recipe name>; ``resume`` continues a
+    killed run there, never repeating a finished stage. ``progress`` is called with (stage, done, total, losses).
     """
-    from gzoo.compress.gan_compression import compress as run_gan_compression
+    from gzoo.compress import get_method
+    from gzoo.compress.pipeline import check_inputs, check_teacher
+    from gzoo.compress.pipeline import compress as run_pipeline
     from gzoo.compress.recipe import load_recipe
+    from gzoo.zoo.card import model_card
 
     loaded = load_recipe(recipe, list(overrides), teacher, str(data) if data else None)
+    check_teacher(get_method(loaded.method), loaded.teacher, _architecture_of(loaded.teacher))
+    check_inputs(loaded)
     directory = Path(output) if output else Path("runs") / Path(recipe).stem
-    return run_gan_compression(loaded, directory, resume, progress)
+    return run_pipeline(loaded, directory, partial(model_directory, loaded.teacher), resume, progress,
+                        card=model_card)
+
+
+def _architecture_of(id_or_dir: str) -> str:
+    """A zoo id's or model directory's architecture, known without downloading anything."""
+    from gzoo.data.modeldir import CONFIG, read_config
+
+    path = Path(id_or_dir)
+    if (path / CONFIG).is_file():
+        return read_config(path)["arch"]
+    if path.exists():
+        raise GzooError(f"{path} is not a gzoo model directory (no {CONFIG}); convert a checkpoint with "
+                        "`gzoo convert`")
+    zoo = load_zoo()
+    if id_or_dir not in zoo.entries:
+        raise GzooError(f"teacher '{id_or_dir}' is neither a gzoo model directory nor a zoo id"
+                        f"{closest(id_or_dir, list(zoo.entries))}; `gzoo list` shows every id")
+    return zoo.get(id_or_dir).arch
 
 
 def directory_info(directory: Path) -> dict:
@@ -389,8 +412,9 @@ def directory_info(directory: Path) -> dict:
     ``size.dense_bytes`` is the weights file as stored; ``size.packed_bytes``, for packed formats such as
     Bit-Goes-Down's, the size in the paper's accounting of the packed form.
     """
+    from gzoo.data.modeldir import WEIGHTS, read_config
     from gzoo.metrics import count_params
-    from gzoo.zoo.modeldir import WEIGHTS, load_model_dir, read_config
+    from gzoo.models import load_model_dir
 
     directory = Path(directory)
     model = load_model_dir(directory)
@@ -412,7 +436,7 @@ def fid(first: str | Path, second: str | Path, with_kid: bool = False, kid_subse
     through the network again.
     """
     from gzoo.data import scan_image_folder
-    from gzoo.evaluation import ImageCounter
+    from gzoo.evaluation import ImageCounter, folder_features
     from gzoo.metrics import fid as fidlib
     from gzoo.metrics.inception import inception_weights_path
 
@@ -432,11 +456,10 @@ def fid(first: str | Path, second: str | Path, with_kid: bool = False, kid_subse
     for folder in folders:
         advance = partial(counter.advance, label=str(folder.root))
         content = folder.content_hash()
-        folder_features, cached = inception.cached(content, "as stored", len(folder),
-                                                   partial(folder.batches, batch_size), advance)
+        measured, cached = folder_features(folder, inception, batch_size, advance)
         if cached:
             advance(len(folder))
-        features.append(folder_features)
+        features.append(measured)
         inputs.append({"path": str(folder.root), "images": len(folder), "skipped": len(folder.skipped),
                        "size": "x".join(map(str, folder.size)), "content_sha256": content,
                        "features_cached": cached})
@@ -509,13 +532,13 @@ def _figures(entry: ZooEntry, cache: FiguresCache, latency: bool = False) -> dic
 
         example = torch.rand(1, *entry.input) * 2 - 1
         measured = measure_latency(build_model(entry), example, warmup=1, runs=10, min_runs=3, max_seconds=0.3,
-                                   threads=_threads(), single_run_above=0.6)
+                                   threads=machine.threads(), single_run_above=0.6)
         return {"latency": measured.as_dict()}
 
     try:
         figures = dict(cache.get_or_measure("static " + _figures_key(entry), count))
         if latency:
-            key = f"latency {_figures_key(entry)} {_cpu_name()} threads={_threads()}"
+            key = f"latency {_figures_key(entry)} {machine.cpu_name()} threads={machine.threads()}"
             figures.update(cache.get_or_measure(key, time_it))
     except (ValueError, RuntimeError) as err:  # the architecture refused the zoo entry's input shape
         shape = "x".join(map(str, entry.input))
@@ -527,20 +550,3 @@ def _figures(entry: ZooEntry, cache: FiguresCache, latency: bool = False) -> dic
 @cache
 def _torch_version() -> str:
     return version("torch")  # read from the package metadata: importing torch costs seconds
-
-
-def _threads() -> int:
-    # torch uses one thread per core unless told otherwise; reading the environment avoids importing it.
-    return int(os.environ.get("OMP_NUM_THREADS") or os.cpu_count() or 1)
-
-
-@cache
-def _cpu_name() -> str:
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-

@@ -17,15 +17,16 @@ import torch
 from torch import nn
 
 from gzoo import results
+from gzoo.data import ImageFolder, scan_image_folder
 from gzoo.data.datasets import EvalData, open_eval_data, quantise, save_images
+from gzoo.data.modeldir import WEIGHTS, read_config, results_key, sha256_of
 from gzoo.errors import GzooError
 from gzoo.metrics import fid as fidlib
 from gzoo.metrics import measure_latency, psnr, ssim
 from gzoo.metrics.inception import inception_weights_path
 from gzoo.metrics.miou import CITYSCAPES_CLASSES, Segmenter, confusion_matrix, load_segmenter, miou
 from gzoo.metrics.miou import PROTOCOL as MIOU_PROTOCOL
-from gzoo.zoo.hub import sha256_of
-from gzoo.zoo.modeldir import CLASSIFIER_ARCHS, WEIGHTS, load_model_dir, read_config, results_key
+from gzoo.models import architecture_kind, load_model_dir
 
 GENERATOR_METRICS = ("fid", "kid", "psnr", "ssim", "miou", "latency")
 CLASSIFIER_METRICS = ("top1", "top5", "latency")
@@ -63,7 +64,7 @@ class Subject:
 
     @property
     def is_classifier(self) -> bool:
-        return self.config.get("arch") in CLASSIFIER_ARCHS
+        return architecture_kind(self.config["arch"]) == "classifier"
 
 
 def load_subject(directory: Path) -> Subject:
@@ -92,6 +93,17 @@ class Options:
         for name in ("reference", "save_images", "segmenter", "labels"):
             if isinstance(getattr(self, name), str):
                 setattr(self, name, Path(getattr(self, name)))
+
+
+def measure(directory: Path, data: Path, teacher: Path | None, metrics: list[str] | None, device_name: str,
+            progress: Progress | None = None, store: bool = True, **options: Any) -> dict[str, Any]:
+    """``evaluate`` a model directory (against its teacher's directory, if any) on a dataset; ``options`` are
+    those of ``Options``, None meaning its default."""
+    subject = load_subject(Path(directory))
+    mentor = load_subject(Path(teacher)) if teacher else None
+    settings = Options(metrics=tuple(metrics) if metrics else None,
+                       **{k: v for k, v in options.items() if v is not None})
+    return evaluate(subject, Path(data), mentor, settings, device_name, progress, store)
 
 
 def evaluate(subject: Subject, data_root: Path, teacher: Subject | None, options: Options,
@@ -196,7 +208,8 @@ def _run_generator(subject: Subject, teacher: Subject | None, data: EvalData, me
     _, height, width = subject.input
     sums = {"psnr": 0.0, "ssim": 0.0}
     features, teacher_features, example = [], [], None
-    segment = _segmentation(data, options) if "miou" in metrics else None
+    segment = segmentation([p.name for p in data.inputs.paths], options.segmenter, options.labels) \
+        if "miou" in metrics else None
     confusion = torch.zeros(CITYSCAPES_CLASSES, CITYSCAPES_CLASSES, dtype=torch.int64)
     # The teacher's outputs serve PSNR/SSIM, and FID/KID when they are the only reference.
     teacher_as_reference = inception is not None and options.reference is None and data.targets is None
@@ -220,7 +233,7 @@ def _run_generator(subject: Subject, teacher: Subject | None, data: EvalData, me
             if inception is not None:
                 features.append(inception.extract([images]))
             if segment is not None:
-                confusion += segment(images, data.inputs.paths[done:done + len(batch)])
+                confusion += segment(images, done)
             done += len(batch)
             advance(len(batch))
     return {**sums, "example": example, "confusion": confusion,
@@ -232,17 +245,8 @@ def _reference_features(data: EvalData, reference: Path | None, teacher: Subject
                         inception: "fidlib.InceptionFeatures", height: int, width: int, options: Options,
                         advance: Callable[[int], None]) -> tuple[Any, dict]:
     """The FID/KID reference as features (or .npz statistics) and how it was chosen."""
-    from gzoo.data import scan_image_folder
-
-    if reference is not None and reference.suffix == ".npz" and not reference.is_dir():
-        return fidlib.load_npz_statistics(reference), {"reference": f"statistics {reference.name}",
-                                                        "reference_sha256": sha256_of(reference)}
     if reference is not None:
-        folder = scan_image_folder(reference)
-        content = folder.content_hash()
-        features, _ = inception.cached(content, "as stored", len(folder), partial(folder.batches, options.batch_size),
-                                       advance)
-        return features, {"reference": f"images of {reference} ({len(folder)})", "reference_sha256": content}
+        return reference_from_file(reference, inception, options.batch_size, advance)
     if data.targets is not None:
         targets = data.targets
         content = targets.content_hash()
@@ -257,24 +261,86 @@ def _reference_features(data: EvalData, reference: Path | None, teacher: Subject
                                          "teacher_weights_sha256": teacher.weights_sha256}
 
 
-def _segmentation(data: EvalData, options: Options) -> Callable[[torch.Tensor, tuple[Path, ...]], torch.Tensor]:
-    """A function from (generated uint8 images, their input paths) to the confusion matrix against the labels."""
-    segmenter = load_segmenter(options.segmenter) if isinstance(options.segmenter, Path) else options.segmenter
-    labels_dir = Path(options.labels)
-    missing = [p for p in data.inputs.paths if not (labels_dir / f"{p.stem}.png").is_file()]
+def reference_from_file(reference: Path, inception: "fidlib.InceptionFeatures", batch_size: int,
+                        advance: Callable[[int], None] | None = None) -> tuple[Any, dict]:
+    """A reference given as a file: .npz statistics (mu, sigma), or a folder of images whose features are
+    cached by content. Returns the statistics or features and the protocol's words for it."""
+    if reference.suffix == ".npz" and not reference.is_dir():
+        return fidlib.load_npz_statistics(reference), {"reference": f"statistics {reference.name}",
+                                                        "reference_sha256": sha256_of(reference)}
+    folder = scan_image_folder(reference)
+    features, _ = folder_features(folder, inception, batch_size, advance)
+    return features, {"reference": f"images of {reference} ({len(folder)})",
+                      "reference_sha256": folder.content_hash()}
+
+
+def folder_features(folder: ImageFolder, inception: "fidlib.InceptionFeatures", batch_size: int,
+                    advance: Callable[[int], None] | None = None) -> tuple[torch.Tensor, bool]:
+    """Inception features of a folder's images as stored, from the feature cache when the same bytes were
+    measured before; and whether they were."""
+    return inception.cached(folder.content_hash(), "as stored", len(folder), partial(folder.batches, batch_size),
+                            advance)
+
+
+def segmentation(names: list[str], segmenter: "Path | Segmenter", labels: Path) -> Callable[[torch.Tensor, int],
+                                                                                              torch.Tensor]:
+    """A function from (generated uint8 images, the index of the first of them in ``names``) to their confusion
+    matrix against the label maps ``labels/<stem>.png`` of the inputs ``names``."""
+    segmenter = load_segmenter(segmenter) if isinstance(segmenter, Path) else segmenter
+    labels_dir = Path(labels)
+    missing = [n for n in names if not (labels_dir / f"{Path(n).stem}.png").is_file()]
     if missing:
-        raise GzooError(f"{labels_dir}: no label map {missing[0].stem}.png for input {missing[0].name} "
+        raise GzooError(f"{labels_dir}: no label map {Path(missing[0]).stem}.png for input {missing[0]} "
                         f"({len(missing)} missing); name each train-id label map after its input")
 
-    def confusion(images: torch.Tensor, paths: tuple[Path, ...]) -> torch.Tensor:
-        maps = [read_label_map(labels_dir / f"{p.stem}.png") for p in paths]
+    def confusion(images: torch.Tensor, first: int) -> torch.Tensor:
+        stems = [Path(n).stem for n in names[first:first + len(images)]]
+        maps = [read_label_map(labels_dir / f"{stem}.png") for stem in stems]
         if any(m.shape != maps[0].shape for m in maps):
-            raise GzooError(f"{labels_dir}: label maps of different sizes ({paths[0].stem}.png "
+            raise GzooError(f"{labels_dir}: label maps of different sizes ({stems[0]}.png "
                             f"{tuple(maps[0].shape)}); give label maps of one size")
-        labels = torch.stack(maps)
-        return confusion_matrix(segmenter(images, tuple(labels.shape[-2:])), labels, CITYSCAPES_CLASSES)
+        return confusion_matrix(segmenter(images, tuple(maps[0].shape[-2:])), torch.stack(maps), CITYSCAPES_CLASSES)
 
     return confusion
+
+
+class HeldOutScorer:
+    """One number for a generator's outputs on fixed inputs, lower is better: FID against a reference (.npz or
+    folder), or minus the mean PSNR against a teacher's outputs, or minus the mIoU against label maps. Sub-network
+    search ranks candidates with it; references and label maps are read as ``gzoo eval`` reads them."""
+
+    def __init__(self, metric: str, inputs: torch.Tensor, names: list[str], batch_size: int,
+                 device: torch.device | str = "cpu", teacher: nn.Module | None = None, reference: str | None = None,
+                 segmenter: "str | Segmenter | None" = None, labels: str | None = None) -> None:
+        self.metric, self.inputs, self.batch_size, self.device = metric, inputs, batch_size, device
+        if metric == "psnr":
+            self.expected = self._outputs(teacher)
+        elif metric == "fid":
+            weights, _ = inception_weights_path()
+            self.inception = fidlib.InceptionFeatures(weights)
+            found, _ = reference_from_file(Path(reference), self.inception, batch_size)
+            self.reference = found if isinstance(found, dict) else fidlib.statistics(found)
+        elif metric == "miou":
+            self.segment = segmentation(names, Path(segmenter) if isinstance(segmenter, str) else segmenter,
+                                        Path(labels))
+        else:
+            raise ValueError(f"unknown held-out metric {metric!r}")
+
+    def _outputs(self, model: Callable[[torch.Tensor], torch.Tensor]) -> list[torch.Tensor]:
+        batch = self.batch_size
+        with torch.inference_mode():
+            return [model(self.inputs[i:i + batch].to(self.device)).clamp(-1, 1).cpu()
+                    for i in range(0, len(self.inputs), batch)]
+
+    def __call__(self, model: Callable[[torch.Tensor], torch.Tensor]) -> float:
+        outputs = self._outputs(model)
+        if self.metric == "psnr":
+            return -sum(psnr(o, e) * len(o) for o, e in zip(outputs, self.expected, strict=True)) / len(self.inputs)
+        if self.metric == "fid":
+            features = self.inception.extract(quantise(o) for o in outputs)
+            return fidlib.fid(fidlib.statistics(features), self.reference)
+        confusion = sum(self.segment(quantise(o), i * self.batch_size) for i, o in enumerate(outputs))
+        return -miou(confusion)[0]
 
 
 def read_label_map(path: Path) -> torch.Tensor:
@@ -300,8 +366,6 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 def _classifier(subject: Subject, data_root: Path, options: Options,
                 progress: Progress | None) -> tuple[dict, str, str]:
     """Top-1/top-5 accuracy (%) on class folders named by ImageNet class index (0..999) or WordNet id."""
-    from gzoo.data import scan_image_folder
-
     metrics = _chosen(options.metrics, CLASSIFIER_METRICS, {})
     if not data_root.is_dir():
         raise GzooError(f"{data_root}: no such folder; give a folder of class folders (0 ... 999, or n01440764 ...)")

@@ -23,9 +23,9 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
-from gzoo import __version__
 from gzoo.errors import GzooError
 from gzoo.paths import gzoo_home
+from gzoo.version import __version__
 
 SCHEMA_VERSION = 1  # kept in PRAGMA user_version
 BUSY_TIMEOUT_S = 60.0

@@ -10,11 +10,11 @@ import torch
 from photos import photo
 
 from gzoo import api
+from gzoo.data.modeldir import save_model_dir
 from gzoo.errors import GzooError
 from gzoo.metrics import measure_interleaved, measure_onnx_latency
 from gzoo.metrics.latency import onnx_session
 from gzoo.models import create_model
-from gzoo.zoo.modeldir import save_model_dir
 
 
 def tiny_generator(ngf: int = 4) -> torch.nn.Module:

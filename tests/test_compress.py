@@ -12,10 +12,9 @@ import pytest
 import torch
 from torch import nn
 
-from gzoo.compress.engine import Processes, Schedule, Trainer
-from gzoo.compress.gan_compression import start_as_identity, transfer_largest_l1
+from gzoo.compress.engine import Processes, Schedule, Trainer, TrainingSettings
 from gzoo.compress.losses import gan_loss
-from gzoo.compress.recipe import TrainingSettings
+from gzoo.compress.transfer import start_as_identity, transfer_largest_l1
 from gzoo.metrics import count_params
 from gzoo.models import create_model
 from gzoo.models.patchgan import PatchGanDiscriminator
@@ -322,7 +321,7 @@ def test_search_by_miou_scores_what_the_final_evaluation_measures(tmp_path, run_
     from PIL import Image
 
     from gzoo.compress.data import make_skimage_photos
-    from gzoo.compress.recipe import DataSettings
+    from gzoo.compress.settings import DataSettings
 
     torch.manual_seed(0)
     segmenter = tmp_path / "drn.pth"

@@ -12,8 +12,8 @@ from offline import refuse_network
 from photos import photo_crops, write_images
 
 from gzoo import api, results
+from gzoo.data.modeldir import WEIGHTS, read_config, save_model_dir
 from gzoo.metrics import inception
-from gzoo.zoo.modeldir import WEIGHTS, read_config, save_model_dir
 
 VINTAGIFY = "community/vintagify-cyclegan"
 pytest.importorskip("vintagify")

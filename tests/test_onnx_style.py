@@ -15,9 +15,8 @@ from skimage import data
 
 from gzoo.errors import GzooError
 from gzoo.metrics import count_params
-from gzoo.models import create_model
+from gzoo.models import create_model, load_state_checked
 from gzoo.zoo.converters import get_converter
-from gzoo.zoo.modeldir import load_state_checked
 
 N_STYLES = 26
 TOLERANCE = 1e-4  # max abs difference on the [0, 1] output

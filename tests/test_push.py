@@ -15,9 +15,9 @@ from huggingface_hub.repocard_data import model_index_to_eval_results
 from loopback_upload_hub import UploadHub, upload_hub_fixture  # noqa: F401  (registers the fixture)
 
 from gzoo import api, results
+from gzoo.data.modeldir import save_model_dir
 from gzoo.errors import GzooError
 from gzoo.models import create_model
-from gzoo.zoo.modeldir import save_model_dir
 
 REPO = "loopback-user/horse2zebra-tiny"
 FID_PROTOCOL = {"name": "FID, Inception-v3 pool3 (TF 2015-12-05); reference: real test zebra (B) images",

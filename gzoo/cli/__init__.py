@@ -9,10 +9,10 @@ from typing import Annotated
 
 import typer
 
-from gzoo import __version__
 from gzoo.cli import compress, evaluate, hub, models, timing
 from gzoo.cli.output import error, stdout
 from gzoo.errors import GzooError
+from gzoo.version import __version__
 
 app = typer.Typer(help="A model zoo and evaluation suite for compressed image-to-image generators.",
                   no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)

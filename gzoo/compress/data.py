@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from gzoo.compress.recipe import DataSettings
+from gzoo.compress.settings import DataSettings
 from gzoo.data.datasets import paired_halves, to_unit_range
 from gzoo.data.images import IMAGE_SUFFIXES, open_rgb
 from gzoo.errors import GzooError

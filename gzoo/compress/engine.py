@@ -1,9 +1,12 @@
 """The training engine every compression method shares.
 
 A method describes one training step as a function of the step number that returns the objective of each
-optimiser (already detached where the originals detach) and the loss terms to log; the engine does the rest:
+optimiser (already detached where the originals detach) and the loss terms to log; or, for a step of several
+updates in an order (OMGD: the discriminator, then the teachers, then the student), a generator that yields
+one such pair per update and sees the modules already updated by the ones before. The engine does the rest:
 
-- Adam per optimiser with the recipe's lr and beta1, the originals' linear decay to zero;
+- one optimiser per group of modules (Adam with the recipe's lr and betas by default, or SGD with momentum),
+  the originals' linear decay to zero;
 - bfloat16 autocast on a GPU (``training.amp``);
 - torch.distributed when launched by torchrun: gradients are averaged over the processes after each backward
   (what DistributedDataParallel does; done by hand because a GAN step runs the discriminator twice), each process
@@ -24,11 +27,46 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from gzoo.compress.recipe import TrainingSettings
-
 StepResult = tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]  # objectives per optimiser, logged terms
+TrainingStep = Callable[[int], StepResult | Iterator[StepResult]]  # one update, or several in order
 StepProgress = Callable[[int, int, dict[str, float]], None]  # (done, total, losses)
 CHECKPOINT = "checkpoint.pt"
+
+
+@dataclass(frozen=True)
+class TrainingSettings:
+    """What the engine needs of a recipe's ``training`` section; a method's section extends it."""
+
+    batch_size: int = 1
+    lr: float = 2e-4
+    beta1: float = 0.5
+    beta2: float = 0.999
+    seed: int = 0
+    checkpoint_every: int = 1000  # steps
+    log_every: int = 10  # steps
+    amp: bool = True  # bfloat16 autocast on a GPU; ignored on CPU
+    threads: int | None = None  # CPU threads for torch (None: torch's default)
+
+
+@dataclass(frozen=True)
+class Optimizer:
+    """One optimiser over some of a stage's modules. Adam takes the recipe's betas unless given; SGD is the
+    centroid fine-tuning of Bit-Goes-Down (momentum, weight decay). ``lr`` None: the stage's."""
+
+    members: tuple[str, ...]
+    kind: str = "adam"  # adam | sgd
+    lr: float | None = None
+    betas: tuple[float, float] | None = None
+    momentum: float = 0.0
+    weight_decay: float = 0.0
+
+    def build(self, parameters: list[nn.Parameter], lr: float, settings: TrainingSettings) -> torch.optim.Optimizer:
+        if self.kind == "adam":
+            return torch.optim.Adam(parameters, lr=lr, betas=self.betas or (settings.beta1, settings.beta2),
+                                    weight_decay=self.weight_decay)
+        if self.kind == "sgd":
+            return torch.optim.SGD(parameters, lr=lr, momentum=self.momentum, weight_decay=self.weight_decay)
+        raise ValueError(f"unknown optimiser kind {self.kind!r}; use adam or sgd")
 
 
 @dataclass(frozen=True)
@@ -127,18 +165,24 @@ def frozen(module: nn.Module) -> Iterator[None]:
 
 
 class Trainer:
-    """Runs one stage's steps over a set of modules with one Adam optimiser per group of them."""
+    """Runs one stage's steps over a set of modules with one optimiser per group of them.
 
-    def __init__(self, stage_dir: Path, modules: dict[str, nn.Module], groups: dict[str, list[str]],
+    ``groups`` maps an optimiser's name to its modules' names (Adam with the recipe's betas) or to an
+    ``Optimizer``; the step's objectives are keyed by these names.
+    """
+
+    def __init__(self, stage_dir: Path, modules: dict[str, nn.Module], groups: dict[str, list[str] | Optimizer],
                  settings: TrainingSettings, schedule: Schedule, lr: float, processes: Processes,
                  log_file: Path, stage: str) -> None:
         self.stage_dir, self.modules, self.settings = stage_dir, modules, settings
         self.schedule, self.processes, self.log_file, self.stage = schedule, processes, log_file, stage
+        specs = {name: spec if isinstance(spec, Optimizer) else Optimizer(tuple(spec)) for name, spec in groups.items()}
+        self.base_lrs = {name: spec.lr or lr for name, spec in specs.items()}
         self.optimizers = {
-            name: torch.optim.Adam([p for m in members for p in modules[m].parameters()], lr=lr,
-                                   betas=(settings.beta1, 0.999))
-            for name, members in groups.items()
+            name: spec.build([p for m in spec.members for p in modules[m].parameters()], self.base_lrs[name], settings)
+            for name, spec in specs.items()
         }
+        self.members = {name: spec.members for name, spec in specs.items()}
         self.base_lr = lr
         self.step = 0
         if processes.is_main:
@@ -184,18 +228,10 @@ class Trainer:
         started = time.perf_counter()
         while self.step < self.schedule.total:
             factor = self.schedule.factor(self.step)
-            for optimizer in self.optimizers.values():
+            for name, optimizer in self.optimizers.items():
                 for group in optimizer.param_groups:
-                    group["lr"] = self.base_lr * factor
-                optimizer.zero_grad(set_to_none=True)
-            with self.autocast():
-                objectives, terms = training_step(self.step)
-            # The objectives touch disjoint parameters (the originals detach the fake images for the
-            # discriminator and freeze it for the generator), so one backward serves them all.
-            sum(objectives.values()).backward()
-            self._average_gradients()
-            for optimizer in self.optimizers.values():
-                optimizer.step()
+                    group["lr"] = self.base_lrs[name] * factor
+            terms = self._updates(training_step)
             self.step += 1
             log_now = self.step % self.settings.log_every == 0 or self.step in (1, self.schedule.total)
             if log_now or progress:
@@ -209,10 +245,37 @@ class Trainer:
                 self.save()
         self.save()
 
-    def _average_gradients(self) -> None:
+    def _updates(self, training_step: TrainingStep) -> dict[str, torch.Tensor]:
+        """One step: a single update of every optimiser, or each update the step yields, in its order."""
+        with self.autocast():
+            result = training_step(self.step)
+        if isinstance(result, tuple):
+            # The objectives touch disjoint parameters (the originals detach the fake images for the
+            # discriminator and freeze it for the generator), so one backward serves them all.
+            self._update(result[0], list(self.optimizers))
+            return result[1]
+        terms: dict[str, torch.Tensor] = {}
+        while True:
+            with self.autocast():
+                update = next(result, None)
+            if update is None:
+                return terms
+            objectives, logged = update
+            self._update(objectives, list(objectives))
+            terms.update(logged)
+
+    def _update(self, objectives: dict[str, torch.Tensor], names: list[str]) -> None:
+        for name in names:
+            self.optimizers[name].zero_grad(set_to_none=True)
+        sum(objectives.values()).backward()
+        self._average_gradients([m for name in names for m in self.members[name]])
+        for name in names:
+            self.optimizers[name].step()
+
+    def _average_gradients(self, members: list[str]) -> None:
         if self.processes.world_size == 1:
             return
-        for module in self.modules.values():
+        for module in (self.modules[m] for m in members):
             grads = [p.grad for p in module.parameters() if p.grad is not None]
             if not grads:
                 continue

@@ -98,13 +98,13 @@ class ResNet(nn.Module):
         return self.fc(self.avgpool(x).flatten(1))
 
 
-@register_model
+@register_model(kind="classifier")
 def resnet18(num_classes: int = 1000) -> nn.Module:
     """ResNet-18 (random weights; zoo entries load theirs)."""
     return ResNet(BasicBlock, (2, 2, 2, 2), num_classes)
 
 
-@register_model
+@register_model(kind="classifier")
 def resnet50(num_classes: int = 1000) -> nn.Module:
     """ResNet-50 (random weights; zoo entries load theirs)."""
     return ResNet(Bottleneck, (3, 4, 6, 3), num_classes)

@@ -9,14 +9,30 @@ from torch import nn
 from gzoo.errors import GzooError, closest
 
 _ARCHITECTURES: dict[str, Callable[..., nn.Module]] = {}
+_KINDS: dict[str, str] = {}
+KINDS = ("generator", "classifier")  # image-to-image, or image to ImageNet class scores
 
 
-def register_model(fn: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
-    """Register an architecture constructor under its function name."""
-    if fn.__name__ in _ARCHITECTURES:
-        raise ValueError(f"architecture {fn.__name__} is registered twice")
-    _ARCHITECTURES[fn.__name__] = fn
-    return fn
+def register_model(fn: Callable[..., nn.Module] | None = None, *, kind: str = "generator") -> Any:
+    """Register an architecture constructor under its function name: ``@register_model`` for a generator,
+    ``@register_model(kind="classifier")`` for a classifier."""
+    if kind not in KINDS:
+        raise ValueError(f"architecture kind must be one of {KINDS}, not {kind!r}")
+
+    def register(constructor: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
+        if constructor.__name__ in _ARCHITECTURES:
+            raise ValueError(f"architecture {constructor.__name__} is registered twice")
+        _ARCHITECTURES[constructor.__name__] = constructor
+        _KINDS[constructor.__name__] = kind
+        return constructor
+
+    return register if fn is None else register(fn)
+
+
+def architecture_kind(name: str) -> str:
+    """``generator`` or ``classifier``."""
+    _lookup(name)
+    return _KINDS[name]
 
 
 def list_architectures() -> list[str]:

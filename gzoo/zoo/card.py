@@ -15,8 +15,8 @@ from huggingface_hub import EvalResult, ModelCard, ModelCardData
 from huggingface_hub.errors import HFValidationError
 from huggingface_hub.utils import validate_repo_id
 
+from gzoo.models import architecture_kind
 from gzoo.results import Result
-from gzoo.zoo.modeldir import CLASSIFIER_ARCHS
 from gzoo.zoo.registry import Zoo
 
 
@@ -29,7 +29,7 @@ def model_card(config: dict[str, Any], repo_id: str | None = None, measured: Seq
     the card names no base model); ``left_out``: how many stored results were of other weights.
     """
     name = config.get("id") or (repo_id.split("/")[-1] if repo_id else config["arch"])
-    task_type = "image-classification" if config["arch"] in CLASSIFIER_ARCHS else "image-to-image"
+    task_type = "image-classification" if architecture_kind(config["arch"]) == "classifier" else "image-to-image"
     tags = ["gzoo", task_type, *(["gan"] if task_type == "image-to-image" else []),
             *(config[k] for k in ("method", "task") if config.get(k))]
     base_model, teacher_line = _teacher(config.get("teacher"), zoo)

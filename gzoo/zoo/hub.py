@@ -16,6 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from gzoo.data.modeldir import sha256_of
 from gzoo.errors import GzooError
 from gzoo.paths import gzoo_home
 from gzoo.zoo.registry import ZooEntry
@@ -26,14 +27,6 @@ CHUNK = 1 << 20
 
 class UnpinnedWarning(UserWarning):
     """A file was fetched whose sha256 the zoo does not record."""
-
-
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while block := handle.read(CHUNK):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def fetch_weights(entry: ZooEntry, revision: str | None = None, progress: Progress | None = None) -> Path:

@@ -16,7 +16,7 @@ import torch
 
 from gzoo.errors import GzooError
 from gzoo.models.cat import KERNEL_SIZES, BlockWidths, CatWidths
-from gzoo.zoo.converters import Converted, read_checkpoint, register_converter
+from gzoo.zoo.converters.base import Converted, read_checkpoint, register_converter
 
 ARCH = "cat_inception_generator"
 # Convs of the down_sampling and up_sampling stacks; a checkpoint without them is no CAT generator.

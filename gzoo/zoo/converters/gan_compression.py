@@ -11,7 +11,7 @@ from typing import Any
 import torch
 
 from gzoo.errors import GzooError
-from gzoo.zoo.converters import Converted, match_architecture, read_checkpoint, register_converter
+from gzoo.zoo.converters.base import Converted, match_architecture, read_checkpoint, register_converter
 
 Candidate = tuple[str, dict[str, Any]]
 

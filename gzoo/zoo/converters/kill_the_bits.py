@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from gzoo.errors import GzooError
-from gzoo.zoo.converters import Converted, read_pickle, register_converter
+from gzoo.zoo.converters.base import Converted, read_pickle, register_converter
 
 # The paper's size accounting, checked against the three published checkpoints: ceil(log2 k) bits per block index,
 # fp16 centroids, every parameter left unquantised (first conv, batch norm weight and bias, fc bias) at fp32 as the

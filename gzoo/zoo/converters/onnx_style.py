@@ -11,7 +11,7 @@ from typing import Any
 import torch
 
 from gzoo.errors import GzooError
-from gzoo.zoo.converters import Converted, register_converter
+from gzoo.zoo.converters.base import Converted, register_converter
 
 ARCH = "conditional_style_net"
 

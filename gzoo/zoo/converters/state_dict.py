@@ -4,7 +4,7 @@ from pathlib import Path
 from typing import Any
 
 from gzoo.errors import GzooError
-from gzoo.zoo.converters import Converted, read_checkpoint, register_converter
+from gzoo.zoo.converters.base import Converted, read_checkpoint, register_converter
 
 
 @register_converter("state-dict")

@@ -7,7 +7,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from gzoo.zoo.converters import Converted, read_checkpoint, register_converter
+from gzoo.zoo.converters.base import Converted, read_checkpoint, register_converter
 
 BLOCK_INDEX = {"1": "1", "2": "2", "5": "6", "6": "7"}  # vintagify's block.i -> our conv_block.j
 

@@ -1,0 +1,240 @@
+"""The pipeline every compression method runs on.
+
+``compress`` checks the local inputs, loads the teacher, prepares the run directory (or checks the one it
+resumes), makes the builtin data, then runs the method's stages in order: a stage that finished is never run
+again, and each starts from the recipe's seed, so a resumed run ends where an uninterrupted one does. The last
+stage, ``export``, returns what the method exports; the pipeline writes it as a model directory with its
+lineage, evaluates it on the held-out data (the stored row of ``gzoo eval``), counts MACs against the teacher
+and, for a student without ground truth, measures the identity baseline beside it.
+
+The teacher comes in as a directory: ``gzoo.api`` resolves zoo ids (pulling weights) and hands over a function
+that returns the directory, called by the first process of a torchrun job before the others.
+"""
+
+import hashlib
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from gzoo import evaluation, machine
+from gzoo.compress import get_method
+from gzoo.compress.data import TrainingData, find_splits, held_out_inputs, make_skimage_photos, skimage_photos_settings
+from gzoo.compress.engine import (
+    Optimizer,
+    Processes,
+    Schedule,
+    StepProgress,
+    Trainer,
+    TrainingStep,
+    barrier,
+    broadcast_modules,
+    start_processes,
+)
+from gzoo.compress.method import Exported, Method
+from gzoo.compress.recipe import Recipe
+from gzoo.compress.rundir import RunDirectory
+from gzoo.compress.settings import StageSettings
+from gzoo.data.modeldir import WEIGHTS, read_config, save_model_dir, sha256_of
+from gzoo.errors import GzooError
+from gzoo.metrics import count_macs
+from gzoo.metrics.fidelity import psnr
+from gzoo.models import load_model_dir
+
+STUDENT_DIR = "student"
+HELD_OUT_DIR = "held_out"
+Progress = Callable[[str, int, int, dict[str, float]], None]  # (stage, done, total, losses)
+CardWriter = Callable[[dict[str, Any]], str]  # a model directory's config -> its README.md
+
+
+@dataclass(frozen=True)
+class Teacher:
+    model: nn.Module  # on the run's device, frozen, in eval mode
+    name: str  # the zoo id, or the model directory's absolute path
+    directory: Path
+    arch: str
+    weights_sha256: str
+
+    @property
+    def norm(self) -> str | None:
+        return getattr(self.model, "options", {}).get("norm")
+
+
+@dataclass
+class Run:
+    """What every stage of one run shares."""
+
+    recipe: Recipe
+    method: Method
+    directory: RunDirectory
+    processes: Processes
+    teacher: Teacher
+    data: TrainingData
+    progress: Progress | None
+    shared: dict[str, Any] = field(default_factory=dict)  # objects a method's stages share within the run
+
+    @property
+    def log_file(self) -> Path:
+        return self.directory.log_file
+
+    def stage_dir(self, stage: str) -> Path:
+        return self.directory.stage_dir(stage)
+
+    def schedule(self, settings: StageSettings) -> Schedule:
+        """Steps of a stage: given, or epochs over the training split at the recipe's batch size."""
+        if settings.steps is not None:
+            return Schedule(settings.steps, settings.steps_decay or 0)
+        per_epoch = -(-len(self.data) // self.recipe.training.batch_size)
+        return Schedule(settings.epochs * per_epoch, (settings.epochs_decay or 0) * per_epoch)
+
+    def train(self, stage: str, settings: StageSettings, modules: dict[str, nn.Module],
+              groups: dict[str, list[str] | Optimizer], step: TrainingStep) -> None:
+        """Train ``modules`` for the stage's schedule (from its checkpoint when resuming) on the run's device,
+        every process starting from the first one's weights."""
+        for module in modules.values():
+            module.to(self.processes.device)
+        broadcast_modules(modules, self.processes)
+        trainer = Trainer(self.stage_dir(stage), modules, groups, self.recipe.training, self.schedule(settings),
+                          settings.lr or self.recipe.training.lr, self.processes, self.log_file, stage)
+        trainer.resume()
+        step_progress: StepProgress | None = None
+        if self.progress:
+            def step_progress(done: int, total: int, losses: dict[str, float]) -> None:
+                self.progress(stage, done, total, losses)
+        trainer.run(step, step_progress)
+
+    def final_state(self, stage: str) -> dict[str, dict[str, torch.Tensor]]:
+        """The modules' weights at the end of a finished training stage."""
+        state = torch.load(self.stage_dir(stage) / "checkpoint.pt", map_location="cpu", weights_only=True)
+        return state["modules"]
+
+
+def check_teacher(method: Method, name: str, arch: str) -> None:
+    """One line when ``method`` cannot compress a teacher of architecture ``arch``."""
+    if not method.accepts(arch):
+        hint = f"; {method.teacher_hint}" if method.teacher_hint else ""
+        raise GzooError(f"teacher {name} is a {arch}; {method.name} recipes compress "
+                        f"{', '.join(method.teachers)}{hint}")
+
+
+def check_inputs(recipe: Recipe) -> None:
+    """The recipe's local data, checked before any download or training (the recipe itself is checked on load)."""
+    if not recipe.data.builtin:
+        find_splits(recipe.data, Path(recipe.data.root))
+
+
+def compress(recipe: Recipe, directory: Path, teacher_directory: Callable[[], Path], resume: bool = False,
+             progress: Progress | None = None, card: CardWriter | None = None) -> dict:
+    """Run the recipe's stages in ``directory`` (skipping finished ones when resuming); returns the summary."""
+    run = open_run(recipe, directory, teacher_directory, resume, progress)
+    results: dict[str, dict] = {}
+    stages = run.method.stages(run.recipe)
+    for stage in stages:
+        if (done := run.directory.finished(stage)) is not None:
+            results[stage] = done
+            continue
+        torch.manual_seed(run.recipe.training.seed)  # a stage builds its modules alike in every process and on resume
+        result = run.method.run[stage](run, results)
+        if stage == "export":
+            result = _write_student(run, result, stages, card)
+        results[stage] = run.directory.finish(stage, result)
+    return results["export"]
+
+
+def open_run(recipe: Recipe, directory: Path, teacher_directory: Callable[[], Path], resume: bool = False,
+             progress: Progress | None = None) -> Run:
+    """Everything a run's stages need: inputs checked, teacher loaded, run directory prepared, data made."""
+    method = get_method(recipe.method)
+    processes = start_processes()
+    check_inputs(recipe)  # the dataset and the teacher are checked before the run directory is made
+    teacher = _load_teacher(recipe.teacher, teacher_directory, method, processes)
+    run_directory = RunDirectory(directory, processes)
+    run_directory.prepare(recipe.as_dict(), resume)
+    if recipe.training.threads:
+        torch.set_num_threads(recipe.training.threads)
+    if recipe.data.builtin:
+        if processes.is_main:
+            make_skimage_photos(run_directory.path / "data", recipe.data)
+        barrier(processes)
+        recipe = replace(recipe, data=skimage_photos_settings(run_directory.path / "data", recipe.data))
+    splits = find_splits(recipe.data, Path(recipe.data.root))
+    return Run(recipe, method, run_directory, processes, teacher, TrainingData(recipe.data, splits), progress)
+
+
+def _load_teacher(name: str, teacher_directory: Callable[[], Path], method: Method, processes: Processes) -> Teacher:
+    if processes.is_main:  # the first process pulls the teacher into the cache, the others then read it
+        directory = teacher_directory()
+    barrier(processes)
+    if not processes.is_main:
+        directory = teacher_directory()
+    arch = read_config(directory)["arch"]
+    check_teacher(method, name, arch)
+    model = load_model_dir(directory).to(processes.device).requires_grad_(False)
+    shown = name if not Path(name).exists() else str(Path(name).resolve())
+    return Teacher(model, shown, Path(directory), arch, sha256_of(Path(directory) / WEIGHTS))
+
+
+def _write_student(run: Run, exported: Exported, stages: list[str], card: CardWriter | None) -> dict:
+    """The exported student as a model directory with its lineage in config.json, evaluated."""
+    recipe = run.recipe
+    height, width = exported.input_size
+    directory = run.directory.path / STUDENT_DIR
+    recipe_file = Path(recipe.path) if recipe.path else None
+    config = {
+        "method": recipe.method, "task": recipe.task, "teacher": run.teacher.name,
+        "arch": exported.arch, "arch_args": exported.arch_args,
+        "input": {"channels": 3, "height": height, "width": width},
+        "recipe": str(recipe_file) if recipe_file else None,
+        "lineage": {
+            "recipe_sha256": hashlib.sha256(recipe_file.read_bytes()).hexdigest() if recipe_file else None,
+            "resolved_recipe": recipe.as_dict(), "run_directory": str(run.directory.path.resolve()),
+            "teacher_weights_sha256": run.teacher.weights_sha256, "stages": stages, **exported.lineage,
+        },
+    }
+    if run.processes.is_main:
+        save_model_dir(directory, exported.state_dict, config, card(config) if card else None)
+    barrier(run.processes)
+    summary = {"student": str(directory), **exported.summary}
+    if run.processes.is_main:
+        summary |= _evaluate(run, directory)
+    return summary
+
+
+def _evaluate(run: Run, directory: Path) -> dict:
+    """The stored eval row of the student on the held-out split (or the recipe's data), MACs against the teacher
+    and, without ground truth, the identity baseline (the input taken as the output) beside it."""
+    recipe = run.recipe
+    held_out = run.directory.path / HELD_OUT_DIR
+    if not held_out.is_dir():
+        staging = run.directory.path / f".{HELD_OUT_DIR}"
+        shutil.rmtree(staging, ignore_errors=True)
+        staging.mkdir()
+        for path in run.data.splits.held_out:
+            shutil.copyfile(path, staging / path.name)
+        staging.rename(held_out)
+    data = held_out if recipe.evaluate.data == "held_out" else Path(recipe.evaluate.data)
+    mode = "paired" if recipe.data.layout == "paired" and data == held_out else "single" if data == held_out \
+        else "auto"
+    settings = recipe.evaluate
+    measured = evaluation.measure(directory, data, run.teacher.directory, list(settings.metrics),
+                                  f"cpu: {machine.cpu_name()}", mode=mode, direction=recipe.data.direction,
+                                  max_images=settings.max_images, reference=settings.reference,
+                                  segmenter=settings.segmenter, labels=settings.labels)
+    student = load_model_dir(directory)
+    shape = read_config(directory)["input"]
+    example = torch.zeros(1, 3, shape["height"], shape["width"])
+    teacher_macs = count_macs(run.teacher.model.cpu().eval(), example).macs_paper
+    student_macs = count_macs(student, example).macs_paper
+    summary: dict[str, Any] = {"metrics": measured["metrics"], "teacher_macs_paper": teacher_macs,
+                               "student_macs_paper": student_macs, "macs_reduction": teacher_macs / student_macs,
+                               "macs_input": f"{shape['height']}x{shape['width']}"}
+    if recipe.data.layout != "paired":
+        inputs, _ = held_out_inputs(recipe.data, run.data.splits, shape["height"])
+        with torch.inference_mode():
+            expected = run.teacher.model(inputs).clamp(-1, 1)
+        summary["identity_psnr"] = psnr(inputs, expected)
+    return summary

@@ -1,0 +1,58 @@
+"""The recipe sections every method shares: where the data is, how long a training stage runs, what the exported
+student is evaluated on. A method's own sections are dataclasses in its file, validated the same way."""
+
+from dataclasses import dataclass, field
+
+LAYOUTS = ("paired", "unpaired", "single")
+
+
+@dataclass(frozen=True)
+class DataSettings:
+    """Where the images are and how training crops are cut (the originals' load_size / crop_size / flip).
+
+    Layouts: ``paired`` root/train holds A|B images side by side (pix2pix); ``unpaired`` root/trainA and
+    root/trainB (CycleGAN); ``single`` root/train holds inputs only (the teacher's outputs are the targets).
+    ``builtin: skimage-photos`` makes a ``single`` dataset of crops of scikit-image's photos instead of ``root``.
+    """
+
+    root: str | None = None
+    builtin: str | None = None
+    layout: str = "unpaired"
+    direction: str = "AtoB"
+    load_size: int = 286
+    crop_size: int = 256
+    flip: bool = True
+    # The originals' meta files (one file name per line): which training images each stage uses. The supernet
+    # trains on train_meta (train_meta_b: domain B of unpaired data); the search scores held_out_meta.
+    train_meta: str | None = None
+    train_meta_b: str | None = None
+    held_out_meta: str | None = None
+    held_out_fraction: float = 0.1  # without meta files: every n-th image (by name) is held out
+    # builtin photos: training crops per photo, and held-out crops per photo (from a band no training crop
+    # touches)
+    crops_per_photo: int = 8
+    held_out_crops_per_photo: int = 2
+
+
+@dataclass(frozen=True)
+class StageSettings:
+    """A training stage's length: epochs + epochs_decay over the data (the originals), or steps + steps_decay.
+
+    The learning rate stays constant, then decays linearly to zero over the decay part.
+    """
+
+    epochs: int | None = None
+    epochs_decay: int | None = None
+    steps: int | None = None
+    steps_decay: int | None = None
+    lr: float | None = None  # None: training.lr
+
+
+@dataclass(frozen=True)
+class EvaluateSettings:
+    metrics: list[str] = field(default_factory=lambda: ["psnr", "ssim", "latency"])
+    data: str = "held_out"  # held_out (the search split) or a folder gzoo eval reads
+    max_images: int | None = None
+    reference: str | None = None  # fid: real statistics .npz or an image folder
+    segmenter: str | None = None  # miou: DRN-D-105 Cityscapes weights
+    labels: str | None = None  # miou: train-id label maps named like the evaluation inputs

@@ -368,12 +368,15 @@ def evaluate(id_or_dir: str | Path, data: str | Path, metrics: list[str] | None 
 
 def compress(recipe: str | Path, teacher: str | None = None, data: str | Path | None = None,
              output: str | Path | None = None, resume: bool = False, overrides: list[str] = (),
-             progress: Callable[[str, int, int, dict[str, float]], None] | None = None) -> dict[str, Any]:
+             progress: Callable[[str, int, int, dict[str, float]], None] | None = None,
+             notify: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Run a compression recipe; returns the summary of its exported, evaluated student.
 
     The recipe is read and checked completely (keys, types, method, teacher architecture, data, MACs budget)
     before anything is downloaded or trained. ``output`` defaults to runs/<recipe name>; ``resume`` continues a
-    killed run there, never repeating a finished stage. ``progress`` is called with (stage, done, total, losses).
+    killed run there, never repeating a finished stage. ``progress`` is called with (stage, done, total, losses),
+    ``notify`` with a line saying where a resumed run goes on. Ctrl-C raises ``gzoo.errors.Interrupted`` once the
+    step in progress is saved.
     """
     from gzoo.compress import get_method
     from gzoo.compress.pipeline import check_inputs, check_teacher
@@ -386,7 +389,7 @@ def compress(recipe: str | Path, teacher: str | None = None, data: str | Path | 
     check_inputs(loaded)
     directory = Path(output) if output else Path("runs") / Path(recipe).stem
     return run_pipeline(loaded, directory, partial(model_directory, loaded.teacher), resume, progress,
-                        card=model_card)
+                        card=model_card, notify=notify)
 
 
 def _architecture_of(id_or_dir: str) -> str:

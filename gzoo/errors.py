@@ -12,6 +12,13 @@ class GzooError(Exception):
         self.exit_code = exit_code
 
 
+class Interrupted(GzooError):
+    """Ctrl-C during a long run that saved what it had: ``str(err)`` says where it stopped and how to go on."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, exit_code=130)
+
+
 def closest(name: str, candidates: list[str], n: int = 3) -> str:
     """A ' (did you mean ...?)' hint listing the candidates closest to ``name``, or ''."""
     import difflib

@@ -198,8 +198,16 @@ def test_a_resumed_stage_ends_where_an_uninterrupted_one_does(tmp_path):
     _train_toy(tmp_path / "killed", stop_after=3)  # checkpoint at step 2, step 3 lost
     resumed, log = _train_toy(tmp_path / "killed")
     torch.testing.assert_close(resumed.weight, whole.weight, rtol=0, atol=0)
-    assert [r["step"] for r in log] == [1, 2, 3, 3, 4, 5, 6]  # step 3 done again, from the checkpoint
+    # Step 3 is done again from the checkpoint; its first, lost run is dropped from the log on resume (issue 19:
+    # a log never runs back).
+    assert [r["step"] for r in log] == [1, 2, 3, 4, 5, 6]
     assert log[-1]["lr"] == pytest.approx(0.05 * (1 - 1 / 3))  # linear decay over the last 2 steps
+
+
+def test_a_kill_before_the_first_checkpoint_leaves_a_log_that_starts_once(tmp_path):
+    _train_toy(tmp_path / "killed", stop_after=1)  # step 1 logged, no checkpoint yet
+    _, log = _train_toy(tmp_path / "killed")
+    assert [r["step"] for r in log] == [1, 2, 3, 4, 5, 6]
 
 
 def test_schedule_decays_linearly_to_zero():

@@ -192,3 +192,68 @@ def _initial_student(run) -> nn.Module:
     student = init_normal(create_model("mobile_resnet_generator", ngf=32, norm=run.teacher.norm))
     start_as_identity(student, transfer_largest_l1(run.teacher.model, student))
     return student.eval()
+
+
+def test_ctrl_c_saves_the_step_and_says_how_to_resume(tmp_path, gzoo_home):
+    """Ctrl-C during training: one line with the stage, the step reached and the --resume command; that command
+    goes on from the saved step, says so, and the log continues without running back."""
+    import json
+    import os
+    import shlex
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    run = tmp_path / "run"
+    tiny = ["--set=data.load_size=32", "--set=data.crop_size=32", "--set=data.crops_per_photo=2",
+            "--set=training.threads=1", "--set=training.log_every=1", "--set=training.checkpoint_every=1000",
+            "--set=stages.distill.steps=100000"]
+    env = {**os.environ, "GZOO_HOME": str(gzoo_home)}
+    process = subprocess.Popen([sys.executable, "-m", "gzoo", "compress", str(DEMO), "-o", str(run), *tiny],
+                               env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 240
+    while not (run / "log.jsonl").is_file() or len((run / "log.jsonl").read_text().splitlines()) < 3:
+        assert process.poll() is None, process.stderr.read()
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=120)
+    lines = [line for line in stderr.splitlines() if line.startswith("gzoo: error:")]
+    assert process.returncode == 130 and len(lines) == 1 and "Traceback" not in stderr, stderr
+    assert "interrupted in stage distill after step " in lines[0] and "checkpoint saved" in lines[0]
+    step = int(lines[0].split("after step ")[1].split()[0])
+    assert torch.load(run / "distill" / "checkpoint.pt", weights_only=True)["step"] == step
+    command = shlex.split(lines[0].split("continue with: ")[1])
+    assert command[0] == "gzoo" and command[-1] == "--resume"
+
+    resumed = subprocess.Popen([sys.executable, "-m", "gzoo", *command[1:]], env=env, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.PIPE, text=True)
+    while len((run / "log.jsonl").read_text().splitlines()) < step + 3:
+        assert resumed.poll() is None, resumed.stderr.read()
+        assert time.monotonic() < deadline + 120
+        time.sleep(0.05)
+    resumed.send_signal(signal.SIGINT)
+    _, stderr = resumed.communicate(timeout=120)
+    assert "resuming " in stderr and "no stage finished" in stderr
+    assert f"distill: resuming from step {step} of 100500" in stderr  # 500 decay steps follow
+    steps = [json.loads(line)["step"] for line in (run / "log.jsonl").read_text().splitlines()]
+    assert steps == list(range(1, len(steps) + 1))
+
+
+@pytest.mark.parametrize(("prepare", "resume", "message"), [
+    ("stray file", False, "holds files but no gzoo run; give -o a new or empty directory"),
+    ("stray file", True, "holds files but no gzoo run (no recipe.yaml); give -o the directory of a gzoo compress run"),
+    ("nothing", True, "holds no run to resume; leave out --resume to start one there"),
+])
+def test_an_output_folder_without_a_run_says_what_to_do(tmp_path, run_gzoo, prepare, resume, message):
+    run = tmp_path / "run"
+    if prepare == "stray file":
+        run.mkdir()
+        (run / "notes.txt").write_text("mine")
+    result = run_gzoo("compress", str(DEMO), "-o", str(run), *(["--resume"] if resume else []))
+    assert result.returncode == 2 and result.stderr.count("\n") == 1 and message in result.stderr, result.stderr
+    if prepare == "stray file":
+        assert [p.name for p in run.iterdir()] == ["notes.txt"]  # nothing of the user's touched
+    else:
+        assert not run.exists()

@@ -48,3 +48,8 @@ def main() -> None:
             raise
         error(str(err))
         sys.exit(err.exit_code)
+    except KeyboardInterrupt:
+        if _State.debug:
+            raise
+        error("interrupted")
+        sys.exit(130)

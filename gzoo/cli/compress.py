@@ -1,6 +1,8 @@
 """`gzoo compress`: run a recipe and show the exported student beside its teacher."""
 
 import os
+import shlex
+import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -8,7 +10,8 @@ import typer
 from rich.table import Table
 
 from gzoo.cli.options import JsonOption
-from gzoo.cli.output import human, print_json, progress_bar, stderr, stdout
+from gzoo.cli.output import human, note, print_json, progress_bar, stdout
+from gzoo.errors import Interrupted
 
 
 def register(app: typer.Typer) -> None:
@@ -31,14 +34,20 @@ def compress(
 
     with progress_bar("") as advance:
         shown = {"stage": None}
+        advance(0, None, "setting up: recipe, teacher, data")
 
         def report(stage: str, done: int, total: int, losses: dict[str, float]) -> None:
             if stage != shown["stage"]:
                 shown["stage"] = stage
-                stderr.print(f"stage {stage}", highlight=False)
+                note(f"stage {stage}")
             advance(done, total, " ".join([stage, *(f"{k} {v:.3g}" for k, v in losses.items())]))
 
-        summary = api.compress(recipe, teacher, data, output, resume, overrides or [], progress=report)
+        try:
+            summary = api.compress(recipe, teacher, data, output, resume, overrides or [], progress=report,
+                                   notify=note)
+        except Interrupted as err:
+            again = shlex.join(["gzoo", *sys.argv[1:], *([] if resume else ["--resume"])])
+            raise Interrupted(f"{err}; continue with: {again}") from None
     if os.environ.get("RANK", "0") != "0":
         return  # under torchrun the first process reports
     if as_json:
@@ -53,4 +62,4 @@ def compress(
     if "identity_psnr" in summary:
         table.add_row("psnr of the input itself (identity baseline)", f"{summary['identity_psnr']:.4f}")
     stdout.print(table)
-    stderr.print("stored in the results store; `gzoo leaderboard` shows it", highlight=False)
+    note("stored in the results store; `gzoo leaderboard` shows it")

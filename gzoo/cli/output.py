@@ -11,7 +11,14 @@ from contextlib import contextmanager
 from typing import Any
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 
 from gzoo.report.numbers import human
 
@@ -51,7 +58,8 @@ def progress_bar(description: str) -> Iterator:
     Only on a terminal: in logs and pipes it would leave blank lines around error messages.
     """
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  console=stderr, transient=True, disable=not stderr.is_terminal) as bar:
+                  TextColumn("ETA"), TimeRemainingColumn(), console=stderr, transient=True,
+                  disable=not stderr.is_terminal) as bar:
         job = bar.add_task(description, total=None)
 
         def advance(done: int, total: int, label: str) -> None:

@@ -17,6 +17,8 @@ one such pair per update and sees the modules already updated by the ones before
 
 import json
 import os
+import signal
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
@@ -164,6 +166,36 @@ def frozen(module: nn.Module) -> Iterator[None]:
             p.requires_grad_(flag)
 
 
+class StepsInterrupted(Exception):
+    """Ctrl-C stopped a stage after ``step`` of ``total`` steps, whose checkpoint is saved."""
+
+    def __init__(self, step: int, total: int) -> None:
+        super().__init__(f"step {step} of {total}")
+        self.step, self.total = step, total
+
+
+class StopRequest:
+    """Within the block, a first Ctrl-C asks the training loop to stop after the step it is in (so a checkpoint
+    holds a whole step, never half an optimiser update); a second one interrupts at once."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._previous = None
+
+    def __enter__(self) -> "StopRequest":
+        if threading.current_thread() is threading.main_thread():  # signals reach the main thread only
+            self._previous = signal.signal(signal.SIGINT, self._ask)
+        return self
+
+    def _ask(self, signum: int, frame: object) -> None:
+        self.requested = True
+        signal.signal(signal.SIGINT, self._previous or signal.default_int_handler)
+
+    def __exit__(self, *exc: object) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+
+
 class Trainer:
     """Runs one stage's steps over a set of modules with one optimiser per group of them.
 
@@ -199,16 +231,32 @@ class Trainer:
         return nullcontext()
 
     def resume(self) -> bool:
-        """Load the stage's checkpoint if it has one; True when it did."""
-        if not self.checkpoint_path.is_file():
-            return False
-        state = torch.load(self.checkpoint_path, map_location=self.processes.device, weights_only=True)
-        for name, module in self.modules.items():
-            module.load_state_dict(state["modules"][name])
-        for name, optimizer in self.optimizers.items():
-            optimizer.load_state_dict(state["optimizers"][name])
-        self.step = int(state["step"])
-        return True
+        """Load the stage's checkpoint if it has one; True when it did. Log lines of steps after it (a run
+        killed between two checkpoints) are dropped, so the log never runs back."""
+        loaded = self.checkpoint_path.is_file()
+        if loaded:
+            state = torch.load(self.checkpoint_path, map_location=self.processes.device, weights_only=True)
+            for name, module in self.modules.items():
+                module.load_state_dict(state["modules"][name])
+            for name, optimizer in self.optimizers.items():
+                optimizer.load_state_dict(state["optimizers"][name])
+            self.step = int(state["step"])
+        if self.processes.is_main and self.log_file.is_file():
+            lines = self.log_file.read_text().splitlines(keepends=True)
+            kept = [line for line in lines if not self._logged_after(line, self.step)]
+            if len(kept) < len(lines):
+                staging = self.log_file.with_suffix(".tmp")
+                staging.write_text("".join(kept))
+                os.replace(staging, self.log_file)
+        barrier(self.processes)
+        return loaded
+
+    def _logged_after(self, line: str, step: int) -> bool:
+        try:
+            record = json.loads(line)
+        except ValueError:
+            return True  # a line cut by a kill
+        return record.get("stage") == self.stage and record.get("step", 0) > step
 
     def save(self) -> None:
         """Write the checkpoint atomically (rank 0); a kill mid-write leaves the previous one intact."""
@@ -226,24 +274,39 @@ class Trainer:
         for module in self.modules.values():
             module.train()
         started = time.perf_counter()
-        while self.step < self.schedule.total:
-            factor = self.schedule.factor(self.step)
-            for name, optimizer in self.optimizers.items():
-                for group in optimizer.param_groups:
-                    group["lr"] = self.base_lrs[name] * factor
-            terms = self._updates(training_step)
-            self.step += 1
-            log_now = self.step % self.settings.log_every == 0 or self.step in (1, self.schedule.total)
-            if log_now or progress:
-                losses = self._mean_over_processes(terms)
-                if log_now:
-                    self._log({"stage": self.stage, "step": self.step, "lr": self.base_lr * factor,
-                               "seconds": round(time.perf_counter() - started, 3), **losses})
-                if progress:
-                    progress(self.step, self.schedule.total, losses)
-            if self.step % self.settings.checkpoint_every == 0 and self.step < self.schedule.total:
-                self.save()
+        with StopRequest() as stop:
+            while self.step < self.schedule.total:
+                self._train_step(training_step, progress, started)
+                if self._agreed(stop.requested):
+                    self.save()
+                    raise StepsInterrupted(self.step, self.schedule.total)
         self.save()
+
+    def _train_step(self, training_step: TrainingStep, progress: StepProgress | None, started: float) -> None:
+        factor = self.schedule.factor(self.step)
+        for name, optimizer in self.optimizers.items():
+            for group in optimizer.param_groups:
+                group["lr"] = self.base_lrs[name] * factor
+        terms = self._updates(training_step)
+        self.step += 1
+        log_now = self.step % self.settings.log_every == 0 or self.step in (1, self.schedule.total)
+        if log_now or progress:
+            losses = self._mean_over_processes(terms)
+            if log_now:
+                self._log({"stage": self.stage, "step": self.step, "lr": self.base_lr * factor,
+                           "seconds": round(time.perf_counter() - started, 3), **losses})
+            if progress:
+                progress(self.step, self.schedule.total, losses)
+        if self.step % self.settings.checkpoint_every == 0 and self.step < self.schedule.total:
+            self.save()
+
+    def _agreed(self, flag: bool) -> bool:
+        """Whether any process has the flag (every process must stop at the same step)."""
+        if self.processes.world_size == 1:
+            return flag
+        value = torch.tensor([float(flag)], device=self.processes.device)
+        dist.all_reduce(value)
+        return bool(value.item())
 
     def _updates(self, training_step: TrainingStep) -> dict[str, torch.Tensor]:
         """One step: a single update of every optimiser, or each update the step yields, in its order."""

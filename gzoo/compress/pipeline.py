@@ -29,6 +29,7 @@ from gzoo.compress.engine import (
     Processes,
     Schedule,
     StepProgress,
+    StepsInterrupted,
     Trainer,
     TrainingStep,
     barrier,
@@ -40,7 +41,7 @@ from gzoo.compress.recipe import Recipe
 from gzoo.compress.rundir import RunDirectory
 from gzoo.compress.settings import StageSettings
 from gzoo.data.modeldir import WEIGHTS, read_config, save_model_dir, sha256_of
-from gzoo.errors import GzooError
+from gzoo.errors import GzooError, Interrupted
 from gzoo.metrics import count_macs
 from gzoo.metrics.fidelity import psnr
 from gzoo.models import load_model_dir
@@ -48,6 +49,7 @@ from gzoo.models import load_model_dir
 STUDENT_DIR = "student"
 HELD_OUT_DIR = "held_out"
 Progress = Callable[[str, int, int, dict[str, float]], None]  # (stage, done, total, losses)
+Notify = Callable[[str], None]  # one line for the person running it (where a resumed run goes on)
 CardWriter = Callable[[dict[str, Any]], str]  # a model directory's config -> its README.md
 
 
@@ -75,6 +77,7 @@ class Run:
     teacher: Teacher
     data: TrainingData
     progress: Progress | None
+    notify: Notify | None = None
     shared: dict[str, Any] = field(default_factory=dict)  # objects a method's stages share within the run
 
     @property
@@ -100,7 +103,8 @@ class Run:
         broadcast_modules(modules, self.processes)
         trainer = Trainer(self.stage_dir(stage), modules, groups, self.recipe.training, self.schedule(settings),
                           settings.lr or self.recipe.training.lr, self.processes, self.log_file, stage)
-        trainer.resume()
+        if trainer.resume() and self.notify and self.processes.is_main:
+            self.notify(f"{stage}: resuming from step {trainer.step} of {trainer.schedule.total}")
         step_progress: StepProgress | None = None
         if self.progress:
             def step_progress(done: int, total: int, losses: dict[str, float]) -> None:
@@ -128,19 +132,32 @@ def check_inputs(recipe: Recipe) -> None:
 
 
 def compress(recipe: Recipe, directory: Path, teacher_directory: Callable[[], Path], resume: bool = False,
-             progress: Progress | None = None, card: CardWriter | None = None) -> dict:
-    """Run the recipe's stages in ``directory`` (skipping finished ones when resuming); returns the summary."""
+             progress: Progress | None = None, card: CardWriter | None = None, notify: Notify | None = None) -> dict:
+    """Run the recipe's stages in ``directory`` (skipping finished ones when resuming); returns the summary.
+
+    Ctrl-C ends the step in progress, saves its checkpoint and raises ``Interrupted`` saying where it stopped.
+    """
     run = open_run(recipe, directory, teacher_directory, resume, progress)
+    run.notify = notify
     results: dict[str, dict] = {}
     stages = run.method.stages(run.recipe)
+    finished = [stage for stage in stages if run.directory.finished(stage) is not None]
+    if resume and notify and run.processes.is_main:
+        notify(f"resuming {directory}: " + (f"{', '.join(finished)} finished" if finished else "no stage finished"))
     for stage in stages:
         if (done := run.directory.finished(stage)) is not None:
             results[stage] = done
             continue
         torch.manual_seed(run.recipe.training.seed)  # a stage builds its modules alike in every process and on resume
-        result = run.method.run[stage](run, results)
-        if stage == "export":
-            result = _write_student(run, result, stages, card)
+        try:
+            result = run.method.run[stage](run, results)
+            if stage == "export":
+                result = _write_student(run, result, stages, card)
+        except StepsInterrupted as stop:
+            raise Interrupted(f"interrupted in stage {stage} after step {stop.step} of {stop.total}, checkpoint "
+                              "saved") from None
+        except KeyboardInterrupt:
+            raise Interrupted(f"interrupted in stage {stage}; the stages before it are kept") from None
         results[stage] = run.directory.finish(stage, result)
     return results["export"]
 

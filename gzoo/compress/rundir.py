@@ -35,15 +35,21 @@ class RunDirectory:
         """A new run needs an empty directory; a resumed one the same resolved recipe."""
         text = yaml.safe_dump(resolved, sort_keys=False)
         stored = self.path / RESOLVED_RECIPE
+        holds_files = self.path.is_dir() and any(self.path.iterdir())
         if resume:
+            if not stored.is_file() and holds_files:
+                raise GzooError(f"{self.path} holds files but no gzoo run (no {RESOLVED_RECIPE}); give -o the "
+                                "directory of a gzoo compress run, or leave out --resume and give -o a new one")
             if not stored.is_file():
-                raise GzooError(f"{self.path} holds no run to resume (no {RESOLVED_RECIPE}); run without --resume")
+                raise GzooError(f"{self.path} holds no run to resume; leave out --resume to start one there")
             if stored.read_text() != text:
                 raise GzooError(f"{self.path} was started with other settings (see its {RESOLVED_RECIPE}); resume "
                                 "with the same recipe and --set values, or start a new run with -o")
             return
         if self.processes.is_main:
-            if self.path.exists() and any(self.path.iterdir()):
+            if holds_files and not stored.is_file():
+                raise GzooError(f"{self.path} holds files but no gzoo run; give -o a new or empty directory")
+            if holds_files:
                 raise GzooError(f"{self.path} already holds a run; pass --resume to continue it or -o for a new "
                                 "directory")
             self.path.mkdir(parents=True, exist_ok=True)

@@ -103,6 +103,7 @@ def leaderboard(method: str | None = None, task: str | None = None, progress: Pr
             "reported": None if headline is None else headline.as_dict(),
             "measured": measured, "measured_headline": next((m for m in preferred if m in measured), None),
             "reported_macs_paper": (r := entry.reported_value("macs_paper")) and r.value,
+            "reported_all": [r.as_dict() for r in entry.reported],  # every published number, with its source
             "macs_reduction": None if teacher is None else teacher["macs_paper"] / own["macs_paper"],
             "latency_speedup": None if teacher is None else teacher["latency"]["median_ms"] / own_ms,
         })

@@ -8,5 +8,7 @@ output of the command line render it alike.
 
 from gzoo.report.leaderboard import COLUMNS, cells, notes, sources, to_csv, to_markdown, unreproduced
 from gzoo.report.numbers import human
+from gzoo.report.output import check_destination, output_format, render, to_json, write_files
 
-__all__ = ["COLUMNS", "cells", "human", "notes", "sources", "to_csv", "to_markdown", "unreproduced"]
+__all__ = ["COLUMNS", "cells", "check_destination", "human", "notes", "output_format", "render", "sources", "to_csv",
+           "to_json", "to_markdown", "unreproduced", "write_files"]

@@ -1,0 +1,94 @@
+"""The reports on the command line: `gzoo leaderboard -o FILE --plot FILE`, bad outputs refused before
+measuring."""
+
+import csv
+import io
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from boards import Page
+from test_cli import SMALL_ZOO, assert_one_line_error
+
+
+@pytest.fixture(scope="module")
+def small_zoo_figures(tmp_path_factory) -> Path:
+    """The small zoo's figures.json, measured once for this module's tests."""
+    import os
+
+    home = tmp_path_factory.mktemp("report-figures")
+    (home / "zoo.yaml").write_text(SMALL_ZOO)
+    done = subprocess.run([sys.executable, "-m", "gzoo", "leaderboard", "--format", "json"], capture_output=True,
+                          text=True, env={**os.environ, "GZOO_HOME": str(home), "GZOO_ZOO": str(home / "zoo.yaml")},
+                          timeout=600)
+    assert done.returncode == 0, done.stderr
+    return home / "figures.json"
+
+
+@pytest.fixture
+def zoo(tmp_path, gzoo_home, small_zoo_figures) -> Path:
+    """test_cli's small zoo, its figures already in this test's own GZOO_HOME (whose results store is empty)."""
+    import shutil
+
+    gzoo_home.mkdir(exist_ok=True)
+    shutil.copy(small_zoo_figures, gzoo_home / "figures.json")
+    path = tmp_path / "zoo.yaml"
+    path.write_text(SMALL_ZOO)
+    return path
+
+
+def test_leaderboard_writes_the_page_and_the_plot(run_gzoo, zoo, tmp_path):
+    page, picture = tmp_path / "board.html", tmp_path / "board.svg"
+    result = run_gzoo("leaderboard", "-o", str(page), "--plot", str(picture), zoo=zoo)  # html from the suffix
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "" and f"wrote {page}" in result.stderr and f"wrote {picture}" in result.stderr
+    text = page.read_text()
+    board = json.loads(run_gzoo("leaderboard", "--format", "json", zoo=zoo).stdout)
+    assert [row[0]["text"] for row in Page(text).rows] == [r["id"] for r in board["rows"]]
+    # One task has a quality metric (horse2zebra's FID): the plot is the file named, and the page says which
+    # task is not plotted.
+    assert text.count("<figure class='plot'") == 1 and "Not plotted" in text and "style-transfer" in text
+    assert picture.read_bytes().startswith(b"<?xml") and "horse2zebra: FID" in picture.read_text()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["board.html", "board.svg", "gzoo-home", "zoo.yaml"]
+
+    table = tmp_path / "board.txt"
+    assert run_gzoo("leaderboard", "-o", str(table), zoo=zoo).returncode == 0
+    assert "gan-compression/horse2zebra" in table.read_text() and "\x1b[" not in table.read_text()
+    csv_rows = list(csv.DictReader(io.StringIO(run_gzoo("leaderboard", "--format", "csv", zoo=zoo).stdout)))
+    assert [r["id"] for r in csv_rows] == [r["id"] for r in board["rows"]]
+
+
+@pytest.mark.parametrize("arguments, fragments", [
+    (["-o", "{tmp}/missing/board.html"], ["cannot write", "missing/board.html", "does not exist"]),
+    (["--plot", "{tmp}/missing/board.png"], ["the folder", "missing", "does not exist"]),
+    (["--format", "xml", "-o", "{tmp}/board.xml"], ["unknown format 'xml'", "table, md, csv, json, html"]),
+    (["--plot", "{tmp}/board.docx"], ["cannot plot to", "board.docx", "png"]),
+    (["--plot", "{tmp}"], ["is a folder"]),
+])
+def test_bad_outputs_are_refused_before_measuring(run_gzoo, tmp_path, arguments, fragments):
+    # Measuring this zoo would fail (an unknown architecture argument): the output's error comes first.
+    zoo = tmp_path / "zoo.yaml"
+    zoo.write_text(SMALL_ZOO.replace("arch_args: {ngf: 16}", "arch_args: {ngf: 16, blocks: 9}"))
+    result = run_gzoo("leaderboard", *(a.format(tmp=tmp_path) for a in arguments), zoo=zoo)
+    assert_one_line_error(result, *fragments)
+    assert {p.name for p in tmp_path.iterdir()} <= {"gzoo-home", "zoo.yaml"}  # nothing written
+
+
+def test_without_matplotlib_the_plot_is_a_one_line_hint_and_the_page_says_so(zoo, tmp_path, gzoo_home):
+    import os
+
+    blocked = ("import sys; sys.modules['matplotlib'] = None; sys.argv[0] = 'gzoo'; "
+               "from gzoo.cli import main; main()")
+    env = {**os.environ, "GZOO_ZOO": str(zoo), "GZOO_HOME": str(gzoo_home)}
+
+    def run(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-c", blocked, *args], capture_output=True, text=True, env=env,
+                              timeout=300)
+
+    assert_one_line_error(run("leaderboard", "--plot", str(tmp_path / "board.png")),
+                          "plots need matplotlib", "pip install 'gzoo[plot]'")
+    result = run("leaderboard", "--format", "html")
+    assert result.returncode == 0, result.stderr
+    assert "need matplotlib: pip install &#x27;gzoo[plot]&#x27;" in result.stdout and "<svg" not in result.stdout

@@ -1,5 +1,5 @@
-"""The reports on the command line: `gzoo leaderboard -o FILE --plot FILE`, bad outputs refused before
-measuring."""
+"""The reports on the command line: `gzoo leaderboard -o FILE --plot FILE` (checked in headless Chromium), bad
+outputs refused before measuring."""
 
 import csv
 import io
@@ -92,3 +92,76 @@ def test_without_matplotlib_the_plot_is_a_one_line_hint_and_the_page_says_so(zoo
     result = run("leaderboard", "--format", "html")
     assert result.returncode == 0, result.stderr
     assert "need matplotlib: pip install &#x27;gzoo[plot]&#x27;" in result.stdout and "<svg" not in result.stdout
+
+
+# --- in a real browser ---------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def chromium() -> tuple[str, str]:
+    from browser import find_chromium
+
+    found = find_chromium()
+    if isinstance(found, str):
+        pytest.skip(f"no headless Chromium: {found}")
+    return found
+
+
+def test_the_page_renders_sorts_filters_and_expands_in_headless_chromium(run_gzoo, zoo, tmp_path, chromium):
+    from browser import ARTIFACTS, headless_chromium
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select
+
+    from gzoo.results import Result, record
+
+    student = "gan-compression/horse2zebra"
+    record([Result(student, "fid", 71.3, {"name": "FID; reference: 120 test zebra (B) images", "images": 120},
+                   "cpu: Test CPU", weights_sha256="ab" * 32, dataset="/data/testB", date="2024-05-01T12:00:00Z")])
+    page = tmp_path / "board.html"
+    assert run_gzoo("leaderboard", "--format", "html", "-o", str(page), zoo=zoo).returncode == 0
+    rows = json.loads(run_gzoo("leaderboard", "--format", "json", zoo=zoo).stdout)["rows"]
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    driver = headless_chromium(*chromium, width=1400, height=900)
+    try:
+        driver.get(page.as_uri())
+        assert driver.execute_script("return performance.getEntriesByType('resource').length") == 0  # no fetches
+
+        def shown() -> list[str]:
+            return [row.get_attribute("data-id") for row in driver.find_elements(By.CSS_SELECTOR, "#board tbody tr")
+                    if row.is_displayed()]
+
+        assert shown() == [r["id"] for r in rows]
+        for row in rows:  # each row's id, as text on screen
+            cell = driver.find_element(By.CSS_SELECTOR, f"#board tbody tr[data-id='{row['id']}'] th")
+            assert cell.text == row["id"] and cell.size["height"] > 0
+
+        header = driver.find_element(By.XPATH, "//thead//th[normalize-space(.)='params']")
+        measured = sorted((r for r in rows if r["params"] is not None), key=lambda r: r["params"])
+        blank = [r["id"] for r in rows if r["params"] is None]  # not measurable: last either way
+        header.find_element(By.TAG_NAME, "button").click()
+        assert shown() == [r["id"] for r in measured] + blank and header.get_attribute("aria-sort") == "ascending"
+        header.find_element(By.TAG_NAME, "button").click()
+        descending = [r["id"] for r in reversed(measured)] + blank
+        assert shown() == descending and header.get_attribute("aria-sort") == "descending"
+        assert len(driver.find_elements(By.CSS_SELECTOR, "thead th[aria-sort]")) == 1
+
+        provenance = driver.find_element(By.CSS_SELECTOR, f"tr[data-id='{student}'] td:last-child")
+        assert provenance.find_element(By.TAG_NAME, "summary").text == "fid 71.3 †"
+        lines = provenance.find_element(By.TAG_NAME, "ul")
+        assert not lines.is_displayed()
+        provenance.find_element(By.TAG_NAME, "summary").click()
+        assert lines.is_displayed() and "images: 120" in lines.text and "device: cpu: Test CPU" in lines.text
+        driver.save_screenshot(str(ARTIFACTS / "leaderboard-sorted.png"))
+
+        Select(driver.find_element(By.ID, "filter-task")).select_by_value("horse2zebra")
+        assert shown() == [i for i in descending if i.endswith(("horse2zebra", "horse2zebra-pruned"))]
+        assert "fritz/small-a030" not in shown() and len(shown()) == 3
+        assert driver.find_element(By.ID, "shown").text == f"3 of {len(rows)} rows"
+        Select(driver.find_element(By.ID, "filter-method")).select_by_value("gan-compression")
+        assert shown() == [student, "gan-compression/horse2zebra-pruned"]
+        driver.save_screenshot(str(ARTIFACTS / "leaderboard-filtered.png"))
+    finally:
+        driver.quit()
+    from PIL import Image
+
+    with Image.open(ARTIFACTS / "leaderboard-filtered.png") as shot:
+        assert shot.size[0] == 1400 and len(shot.getcolors(1 << 16) or range(1 << 16)) > 16  # a page, not blank

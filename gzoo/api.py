@@ -114,6 +114,12 @@ def leaderboard(method: str | None = None, task: str | None = None, progress: Pr
     }
 
 
+def results_export(model_id: str | None = None) -> dict:
+    """Every result in the store (of one model, if given), in the order recorded, each with its provenance."""
+    return {"results_store": str(results.store_path()), "gzoo_version": __version__,
+            "results": [result.as_dict() for result in results.history(model_id)]}
+
+
 LOCAL_LINE = -1  # the ZooEntry.line of a local model directory's row (it has no line in zoo.yaml)
 
 

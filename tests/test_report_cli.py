@@ -1,9 +1,10 @@
 """The reports on the command line: `gzoo leaderboard -o FILE --plot FILE` (checked in headless Chromium), bad
-outputs refused before measuring."""
+outputs refused before measuring, and `gzoo results export`."""
 
 import csv
 import io
 import json
+import math
 import subprocess
 import sys
 from pathlib import Path
@@ -92,6 +93,39 @@ def test_without_matplotlib_the_plot_is_a_one_line_hint_and_the_page_says_so(zoo
     result = run("leaderboard", "--format", "html")
     assert result.returncode == 0, result.stderr
     assert "need matplotlib: pip install &#x27;gzoo[plot]&#x27;" in result.stdout and "<svg" not in result.stdout
+
+
+def test_results_export_holds_every_result_with_its_provenance(run_gzoo, tmp_path):
+    from gzoo.results import Result, record
+
+    record([Result("gan-compression/horse2zebra", "fid", 71.3, {"name": "FID; reference: testB", "images": 120},
+                   "cpu: Test CPU", weights_sha256="ab" * 32, dataset="/data/testB", dataset_sha256="cd" * 32,
+                   date="2024-05-01T12:00:00Z"),
+            Result("gan-compression/horse2zebra", "fid", 70.0, {"name": "FID; reference: testB", "images": 60},
+                   "NVIDIA H100", date="2024-06-01T12:00:00Z"),
+            Result("/runs/student", "psnr", math.inf, {"name": "PSNR to the teacher's outputs"}, "cpu: Test CPU")])
+    document = json.loads(run_gzoo("results", "export").stdout)
+    assert document["results_store"].endswith("results.sqlite")
+    first, second, third = document["results"]
+    assert first == {"model_id": "gan-compression/horse2zebra", "metric": "fid", "value": 71.3,
+                     "protocol": {"name": "FID; reference: testB", "images": 120}, "device": "cpu: Test CPU",
+                     "weights_sha256": "ab" * 32, "dataset": "/data/testB", "dataset_sha256": "cd" * 32,
+                     "gzoo_version": "0.1.0", "torch_version": first["torch_version"],
+                     "date": "2024-05-01T12:00:00.000000+00:00"}
+    assert second["value"] == 70.0 and second["device"] == "NVIDIA H100" and third["value"] == "inf"
+
+    out = tmp_path / "results.csv"
+    result = run_gzoo("results", "export", "--format", "csv", "-o", str(out))
+    assert result.returncode == 0 and result.stdout == "" and "3 results" in result.stderr
+    rows = list(csv.DictReader(io.StringIO(out.read_text())))
+    assert [(r["model_id"], r["value"], r["protocol_name"]) for r in rows] == [
+        ("gan-compression/horse2zebra", "71.3", "FID; reference: testB"),
+        ("gan-compression/horse2zebra", "70.0", "FID; reference: testB"), ("/runs/student", "inf",
+                                                                            "PSNR to the teacher's outputs")]
+    assert json.loads(rows[1]["protocol"]) == {"name": "FID; reference: testB", "images": 60}
+    only = json.loads(run_gzoo("results", "export", "--model", "/runs/student").stdout)["results"]
+    assert [r["metric"] for r in only] == ["psnr"]
+    assert_one_line_error(run_gzoo("results", "export", "--format", "xml"), "unknown format 'xml'", "json, csv")
 
 
 # --- in a real browser ---------------------------------------------------------------------------------------

@@ -54,6 +54,15 @@ def test_leaderboard_writes_the_page_and_the_plot(run_gzoo, zoo, tmp_path):
     assert picture.read_bytes().startswith(b"<?xml") and "horse2zebra: FID" in picture.read_text()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["board.html", "board.svg", "gzoo-home", "zoo.yaml"]
 
+    # The JSON document carries all the page needs: rendered elsewhere from it, the table is the same.
+    from gzoo.report import html
+
+    saved = tmp_path / "board.json"
+    assert run_gzoo("leaderboard", "-o", str(saved), zoo=zoo).returncode == 0
+    rebuilt = html.page(json.loads(saved.read_text()))
+    assert rebuilt.split("<tbody>")[1].split("</tbody>")[0] == text.split("<tbody>")[1].split("</tbody>")[0]
+    saved.unlink()
+
     table = tmp_path / "board.txt"
     assert run_gzoo("leaderboard", "-o", str(table), zoo=zoo).returncode == 0
     assert "gan-compression/horse2zebra" in table.read_text() and "\x1b[" not in table.read_text()
@@ -75,6 +84,13 @@ def test_bad_outputs_are_refused_before_measuring(run_gzoo, tmp_path, arguments,
     result = run_gzoo("leaderboard", *(a.format(tmp=tmp_path) for a in arguments), zoo=zoo)
     assert_one_line_error(result, *fragments)
     assert {p.name for p in tmp_path.iterdir()} <= {"gzoo-home", "zoo.yaml"}  # nothing written
+
+
+def test_a_board_without_a_quality_metric_has_nothing_to_plot(run_gzoo, zoo, tmp_path):
+    result = run_gzoo("leaderboard", "--task", "style-transfer", "-o", str(tmp_path / "board.md"), "--plot",
+                      str(tmp_path / "board.png"), zoo=zoo)
+    assert_one_line_error(result, "nothing to plot", "fid, miou, top1")
+    assert {p.name for p in tmp_path.iterdir()} == {"gzoo-home", "zoo.yaml"}  # not the markdown either
 
 
 def test_without_matplotlib_the_plot_is_a_one_line_hint_and_the_page_says_so(zoo, tmp_path, gzoo_home):

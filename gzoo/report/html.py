@@ -100,7 +100,7 @@ def _row(row: dict, board: dict, footnotes: list[str]) -> str:
     reported = row["reported"]
     headline = row["measured_headline"]
     measured = row["measured"].get(headline) if headline else None
-    channels, height, width = (int(n) for n in row["input"].split("x"))
+    _, height, width = (int(n) for n in row["input"].split("x"))
     sort = {"id": row["id"], "method": row["method"], "task": row["task"], "input": _number(height * width),
             "params": _number(row["params"]), "MACs": _number(row["macs"]),
             "MACs paper": _number(row["macs_paper"] if row["measurable"] else row["reported_macs_paper"]),

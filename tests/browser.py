@@ -9,7 +9,8 @@ import shutil
 import subprocess
 from pathlib import Path
 
-PACKAGES = ("chromium", "chromium-driver")
+# DejaVu Sans: the font matplotlib lays the inline plots' text out in, so the browser draws it as placed.
+PACKAGES = ("chromium", "chromium-driver", "fonts-dejavu-core")
 INSTALL_TIMEOUT_S = 900
 ARTIFACTS = Path(os.environ.get("GZOO_TEST_ARTIFACTS") or Path(__file__).resolve().parent.parent / "test-artifacts")
 
@@ -25,9 +26,9 @@ def find_chromium() -> tuple[str, str] | str:
     if found:
         return found
     if shutil.which("apt-get") is None:
-        return f"no chromium and chromedriver on PATH, and no apt-get to install {' '.join(PACKAGES)}"
+        return f"no chromium and chromedriver on PATH, and no apt-get to install {' '.join(PACKAGES[:2])}"
     if os.geteuid() != 0:
-        return f"no chromium and chromedriver on PATH; as root: apt-get install {' '.join(PACKAGES)}"
+        return f"no chromium and chromedriver on PATH; as root: apt-get install {' '.join(PACKAGES[:2])}"
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
     for command in (["apt-get", "update"], ["apt-get", "install", "-y", "--no-install-recommends", *PACKAGES]):
         try:
@@ -37,7 +38,7 @@ def find_chromium() -> tuple[str, str] | str:
         if done.returncode != 0:
             last = (done.stderr.strip().splitlines() or ["no output"])[-1]
             return f"{' '.join(command)} failed: {last}"
-    return _found() or f"{' '.join(PACKAGES)} installed, yet chromium or chromedriver is not on PATH"
+    return _found() or f"{' '.join(PACKAGES[:2])} installed, yet chromium or chromedriver is not on PATH"
 
 
 def headless_chromium(browser: str, driver: str, width: int = 1600, height: int = 1000):

@@ -102,6 +102,7 @@ def leaderboard(method: str | None = None, task: str | None = None, progress: Pr
             "reported": None if headline is None else headline.as_dict(),
             "measured": measured, "measured_headline": next((m for m in preferred if m in measured), None),
             "reported_macs_paper": (r := entry.reported_value("macs_paper")) and r.value,
+            "reported_all": [r.as_dict() for r in entry.reported],  # every published number, with its source
             "macs_reduction": None if teacher is None else teacher["macs_paper"] / own["macs_paper"],
             "latency_speedup": None if teacher is None else teacher["latency"]["median_ms"] / own_ms,
         })
@@ -111,6 +112,12 @@ def leaderboard(method: str | None = None, task: str | None = None, progress: Pr
         "latency": "eager PyTorch, batch 1, median of timed runs",
         "results_store": str(results.store_path()), "rows": rows,
     }
+
+
+def results_export(model_id: str | None = None) -> dict:
+    """Every result in the store (of one model, if given), in the order recorded, each with its provenance."""
+    return {"results_store": str(results.store_path()), "gzoo_version": __version__,
+            "results": [result.as_dict() for result in results.history(model_id)]}
 
 
 LOCAL_LINE = -1  # the ZooEntry.line of a local model directory's row (it has no line in zoo.yaml)

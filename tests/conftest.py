@@ -51,3 +51,11 @@ def inception_weights(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("inception") / "converted.pth"
     torch.save(inception.convert_fid_helper_weights(inception.fid_helper_torchscript()), path)
     return path
+
+
+@pytest.fixture
+def board() -> dict:
+    """A leaderboard document built by hand (tests/boards.py), for the report tests: nothing is measured."""
+    from boards import sample_board
+
+    return sample_board()

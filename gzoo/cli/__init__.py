@@ -9,14 +9,14 @@ from typing import Annotated
 
 import typer
 
-from gzoo.cli import compress, evaluate, hub, models, timing
+from gzoo.cli import compress, evaluate, hub, models, results, timing
 from gzoo.cli.output import error, stdout
 from gzoo.errors import GzooError
 from gzoo.version import __version__
 
 app = typer.Typer(help="A model zoo and evaluation suite for compressed image-to-image generators.",
                   no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
-for group in (models, timing, evaluate, hub, compress):
+for group in (models, timing, evaluate, hub, compress, results):
     group.register(app)
 
 

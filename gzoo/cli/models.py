@@ -1,22 +1,16 @@
 """`gzoo list`, `gzoo info` and `gzoo leaderboard`: the zoo and its measured figures."""
 
+import io
 import sys
-from enum import Enum
 from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.console import Console
 from rich.table import Table
 
 from gzoo.cli.options import JsonOption, MethodOption, TaskOption
-from gzoo.cli.output import human, print_json, progress_bar, stdout, wide_console
-
-
-class Format(str, Enum):
-    table = "table"
-    md = "md"
-    csv = "csv"
-    json = "json"
+from gzoo.cli.output import human, note, print_json, progress_bar, stdout, wide_console
 
 
 def register(app: typer.Typer) -> None:
@@ -88,25 +82,55 @@ def info(model_id: Annotated[str, typer.Argument(help="A zoo id (e.g. gan-compre
 
 
 def leaderboard(method: MethodOption = None, task: TaskOption = None,
-                output_format: Annotated[Format, typer.Option("--format", help="Output format.")] = Format.table,
+                output_format: Annotated[str | None, typer.Option(
+                    "--format", help="table, md, csv, json or html (default: from -o's suffix, else table).",
+                    show_default=False)] = None,
+                output: Annotated[Path | None, typer.Option(
+                    "-o", "--output", help="Write the board to this file (atomically) instead of stdout.")] = None,
+                plot: Annotated[Path | None, typer.Option(
+                    "--plot", help="Also draw quality against cost to this file (.png, .svg, ...; one file per task "
+                    "when several: FILE-TASK.png). Needs pip install 'gzoo[plot]'.")] = None,
                 ) -> None:
     """Measure every zoo entry on this machine and show it beside the published numbers."""
     from gzoo import api, report
+    from gzoo.report import plot as plots
 
+    fmt = report.output_format(output_format, output)
+    for destination in filter(None, (output, plot)):
+        report.check_destination(destination)
+    if plot:
+        plots.check_plot_path(plot)
     with progress_bar("measuring") as advance:
         board = api.leaderboard(method, task, progress=advance)
-    if output_format is Format.json:
-        print_json(board)
-    elif output_format is Format.csv:
-        sys.stdout.write(report.to_csv(board))
-    elif output_format is Format.md:
-        sys.stdout.write(report.to_markdown(board))
+    figures = plots.task_figures(board) if plot else None
+    files = plots.plot_files(board, plot, figures) if plot else {}
+    if fmt == "table" and output is None:
+        _print_table(board, wide_console())
     else:
-        footnotes = report.sources(board["rows"])
-        table = Table(*report.COLUMNS)
-        for row in board["rows"]:
-            table.add_row(*report.cells(row, footnotes))
-        console = wide_console()
-        console.print(table)
-        for line in report.notes(board, footnotes):
-            console.print(line, highlight=False, markup=False)
+        text = _table_text(board) if fmt == "table" else report.render(board, fmt, figures)
+        if output is None:
+            sys.stdout.write(text)
+        else:
+            files[output] = text.encode()
+    report.write_files(files)
+    for path in files:
+        note(f"wrote {path}")
+
+
+def _print_table(board: dict, console: Console) -> None:
+    from gzoo import report
+
+    footnotes = report.sources(board["rows"])
+    table = Table(*report.COLUMNS)
+    for row in board["rows"]:
+        table.add_row(*report.cells(row, footnotes))
+    console.print(table)
+    for line in report.notes(board, footnotes):
+        console.print(line, highlight=False, markup=False)
+
+
+def _table_text(board: dict) -> str:
+    """The table as plain text, for a file."""
+    console = Console(file=io.StringIO(), width=200, color_system=None)
+    _print_table(board, console)
+    return console.file.getvalue()

@@ -4,7 +4,7 @@ as it is)."""
 import csv
 import io
 
-from gzoo.report.numbers import human
+from gzoo.report.numbers import compact, human
 
 COLUMNS = ("id", "method", "task", "input", "params", "MACs", "MACs paper", "CPU ms", "MACs ÷ teacher",
            "speed-up", "reported", "measured")
@@ -88,3 +88,37 @@ def to_csv(board: dict) -> str:
                          "measured_protocol_differs": measured.get("protocol_differs")})
     return buffer.getvalue()
 
+
+
+# Counts the papers published beside their metric, checked against gzoo's count of the same architecture.
+COUNTED = {"params": "params", "macs_paper": "MACs (paper convention)"}
+COUNT_TOLERANCE = 0.01  # torchprofile versions differ by about 1% in how they count norms (REFERENCE.md)
+
+
+def reproduces(published: float, counted: float) -> bool:
+    """Whether ``counted`` rounds to the ``published`` figure as printed (0.867e6: three digits) or lies within
+    COUNT_TOLERANCE of it."""
+    digits = f"{published:.15e}".split("e")
+    significant = len(digits[0].replace(".", "").replace("-", "").rstrip("0")) or 1
+    half_unit = 10 ** (int(digits[1]) - significant + 1) / 2
+    return abs(counted - published) <= max(half_unit, COUNT_TOLERANCE * abs(published))
+
+
+def unreproduced(rows: list[dict]) -> list[dict]:
+    """The published params and MACs that gzoo's count of the same architecture does not reproduce:
+    ``{"id", "metric", "label", "published", "counted", "source"}`` each."""
+    found = []
+    for row in rows:
+        for published in row.get("reported_all", []):
+            counted = row.get(published["metric"]) if published["metric"] in COUNTED else None
+            if counted is not None and not reproduces(published["value"], counted):
+                found.append({"id": row["id"], "metric": published["metric"], "label": COUNTED[published["metric"]],
+                              "published": published["value"], "counted": counted, "source": published["source"]})
+    return found
+
+
+def unreproduced_line(item: dict) -> str:
+    """'fast-gan-compression/cityscapes: params published 867K (GAN Compression README), counted 886.31K (+2.2%)'."""
+    change = (item["counted"] - item["published"]) / item["published"]
+    return (f"{item['id']}: {item['label']} published {compact(item['published'])} ({item['source']}), "
+            f"counted {human(item['counted'])} ({change:+.1%})")

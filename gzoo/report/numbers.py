@@ -1,5 +1,7 @@
 """How numbers are written for people."""
 
+import re
+
 
 def human(value: float | None, digits: int = 2) -> str:
     """11378179 -> 11.38M; None -> '-'."""
@@ -9,3 +11,9 @@ def human(value: float | None, digits: int = 2) -> str:
         if abs(value) >= scale:
             return f"{value / scale:.{digits}f}{unit}"
     return f"{value:g}"
+
+
+def compact(value: float, digits: int = 3) -> str:
+    """Like ``human`` without trailing zeros, as papers print counts: 867000 -> 867K, 1.5e9 -> 1.5G."""
+    text = human(value, digits)
+    return re.sub(r"\.?0+(?=[KMG]?$)", "", text) if "." in text else text

@@ -5,6 +5,7 @@ import io
 import json
 import math
 import textwrap
+from pathlib import Path
 
 import pytest
 
@@ -267,3 +268,34 @@ def test_an_invalid_cat_width_config_is_one_line(run_gzoo, tmp_path):
 """)
     assert_one_line_error(run_gzoo("info", "cat/horse2zebra", zoo=zoo), "cannot build cat_inception_generator",
                           "down must be a list of 2 positive integers")
+
+
+@pytest.fixture
+def tiny_model_dir(tmp_path):
+    from gzoo.models import create_model
+    from gzoo.zoo.modeldir import save_model_dir
+
+    args = {"alpha": 0.3, "n_blocks": 3, "small": True}
+    return save_model_dir(tmp_path / "tiny", create_model("fritz_style_net", **args).state_dict(),
+                          {"arch": "fritz_style_net", "arch_args": args,
+                           "input": {"channels": 3, "height": 48, "width": 64}})
+
+
+def test_a_gzoo_home_that_is_a_file_is_one_line_and_exit_2_for_every_command(gzoo_main, tmp_path, monkeypatch,
+                                                                              tiny_model_dir):
+    from photos import photo_crops, write_images
+
+    images = tmp_path / "images"
+    write_images(images, photo_crops(("coffee",), 64, 1))
+    recipe = Path(__file__).resolve().parents[1] / "recipes" / "demo" / "vintagify_gan_compression.yaml"
+    home = tmp_path / "home"
+    home.write_text("not a directory")
+    monkeypatch.setenv("GZOO_HOME", str(home))
+    for command in (["list"], ["info", "fritz/small-a030"], ["leaderboard", "--task", "style-transfer"],
+                    ["bench", "fritz/small-a030"], ["pull", "community/vintagify-cyclegan"],
+                    ["eval", "community/vintagify-cyclegan", "--data", str(images)], ["fid", str(images), str(images)],
+                    ["push", str(tiny_model_dir), "user/tiny"], ["compress", str(recipe), "-o", str(tmp_path / "run")]):
+        code, out, err = gzoo_main(*command)
+        assert (code, out) == (2, ""), (command, err)
+        assert err == f"gzoo: error: GZOO_HOME {home} cannot be used: {home} is a file, not a directory; set " \
+                      "GZOO_HOME to a writable directory\n", command

@@ -32,3 +32,10 @@ def malformed_yaml(path: object, err: Exception, what: str = "") -> GzooError:
     where = f"{what}{path}:{mark.line + 1}" if mark else f"{what}{path}"
     problem = getattr(err, "problem", None) or str(err).splitlines()[0]
     return GzooError(f"{where}: malformed YAML: {problem}; fix the syntax at that line")
+
+
+def missing_extra(feature: str, extra: str, module: str) -> GzooError:
+    """The error for an optional dependency that is not installed: one command installs the whole extra, so a
+    user never meets its packages one failure at a time."""
+    return GzooError(f"{feature} needs the optional dependencies of gzoo[{extra}] ({module} is not installed); "
+                     f"install them with: pip install 'gzoo[{extra}]'")

@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from gzoo.errors import GzooError
+from gzoo.errors import GzooError, missing_extra
 
 RUNTIMES = ("eager", "onnxruntime")
 ONNX_TOLERANCE = 1e-4  # max abs difference between ONNX Runtime's output and eager PyTorch's
@@ -144,7 +144,7 @@ def export_onnx(model: nn.Module, example: torch.Tensor, path: Path) -> Path:
     try:
         program = torch.onnx.export(model, (example,), dynamo=True, verbose=False)
     except ModuleNotFoundError as err:
-        raise GzooError(f"ONNX export needs {err.name}: pip install onnxscript") from None
+        raise missing_extra("ONNX export", "onnx", err.name or "a module") from None
     except Exception as err:  # torch.export and the ONNX translation fail in many ways; all mean "not exportable"
         raise GzooError(f"torch.onnx cannot export {type(model).__name__}: {str(err).strip().splitlines()[0]}; "
                         "time it with --runtime eager", exit_code=1) from None
@@ -224,7 +224,7 @@ def _import_onnxruntime():
     try:
         import onnxruntime
     except ImportError:
-        raise GzooError("the onnxruntime runtime needs ONNX Runtime: pip install onnxruntime") from None
+        raise missing_extra("the onnxruntime runtime", "onnx", "onnxruntime") from None
     return onnxruntime
 
 

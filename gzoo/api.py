@@ -227,15 +227,23 @@ def _example(shape: tuple[int, int, int], batch: int):
 
 # --- weights: convert, pull, load ---------------------------------------------------------------------------
 
-def convert(source: Path, fmt: str, output: Path, arch: str | None = None, arch_args: dict | None = None,
-            entry: ZooEntry | None = None) -> Path:
-    """Convert an original checkpoint into a gzoo model directory at ``output``."""
+def convert(source: Path, fmt: str | None, output: Path | None, arch: str | None = None,
+            arch_args: dict | None = None, entry: ZooEntry | None = None) -> Path:
+    """Convert an original checkpoint into a gzoo model directory at ``output``.
+
+    The source is checked first (a missing file, a folder or an image is refused), then the format and output.
+    """
     from gzoo.models import create_model
-    from gzoo.zoo.converters import get_converter
+    from gzoo.zoo.converters import check_source, formats, get_converter
     from gzoo.zoo.hub import sha256_of
     from gzoo.zoo.modeldir import load_state_checked, save_model_dir
 
     source = Path(source)
+    check_source(source)
+    if not fmt:
+        raise GzooError(f"give the format of {source} with --from: one of {', '.join(formats())}")
+    if output is None:
+        raise GzooError("give the model directory to write with -o DIR")
     converted = get_converter(fmt)(source, arch, dict(arch_args or {}))
     model = create_model(converted.arch, **converted.arch_args)
     load_state_checked(model, converted.state_dict, str(source))

@@ -299,3 +299,14 @@ def test_a_gzoo_home_that_is_a_file_is_one_line_and_exit_2_for_every_command(gzo
         assert (code, out) == (2, ""), (command, err)
         assert err == f"gzoo: error: GZOO_HOME {home} cannot be used: {home} is a file, not a directory; set " \
                       "GZOO_HOME to a writable directory\n", command
+
+
+def test_filters_that_match_nothing_say_so_and_exit_0_without_an_empty_table(gzoo_main, small_zoo, monkeypatch):
+    monkeypatch.setenv("GZOO_ZOO", str(small_zoo))
+    said = "no zoo entry has method 'fritz' and task 'horse2zebra'; `gzoo list` shows every entry\n"
+    for command in (["list"], ["leaderboard"], ["leaderboard", "--format", "md"]):
+        assert gzoo_main(*command, "--method", "fritz", "--task", "horse2zebra") == (0, "", said), command
+    # Scripts still get their (empty) document.
+    assert gzoo_main("list", "--method", "fritz", "--task", "horse2zebra", "--json") == (0, "[]\n", "")
+    code, out, _ = gzoo_main("leaderboard", "--method", "fritz", "--task", "horse2zebra", "--format", "json")
+    assert code == 0 and json.loads(out)["rows"] == []

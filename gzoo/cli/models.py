@@ -9,7 +9,7 @@ import typer
 from rich.table import Table
 
 from gzoo.cli.options import JsonOption, MethodOption, TaskOption
-from gzoo.cli.output import human, print_json, progress_bar, stdout, wide_console
+from gzoo.cli.output import human, note, print_json, progress_bar, stdout, wide_console
 
 
 class Format(str, Enum):
@@ -43,11 +43,19 @@ def list_command(method: MethodOption = None, task: TaskOption = None, as_json: 
     if as_json:
         print_json(models)
         return
+    if not models:
+        return nothing_matched(method, task)
     table = Table("id", "method", "task", "arch", "params", "MACs (paper)", "teacher")
     for m in models:
         table.add_row(m["id"], m["method"], m["task"], m["arch"], human(m["params"]), human(m["macs_paper"]),
                       m["teacher"] or "-")
     stdout.print(table)
+
+
+def nothing_matched(method: str | None, task: str | None) -> None:
+    """The line for filters that match no entry (a result, not an error: exit 0), instead of an empty table."""
+    asked = " and ".join(f"{name} '{value}'" for name, value in (("method", method), ("task", task)) if value)
+    note(f"no zoo entry has {asked}; `gzoo list` shows every entry")
 
 
 def info(model_id: Annotated[str, typer.Argument(help="A zoo id (e.g. gan-compression/horse2zebra) or a "
@@ -95,6 +103,8 @@ def leaderboard(method: MethodOption = None, task: TaskOption = None,
 
     with progress_bar("measuring") as advance:
         board = api.leaderboard(method, task, progress=advance)
+    if not board["rows"] and output_format in (Format.table, Format.md):
+        return nothing_matched(method, task)
     if output_format is Format.json:
         print_json(board)
     elif output_format is Format.csv:

@@ -92,8 +92,10 @@ def leaderboard(method: str | None = None, task: str | None = None, progress: Pr
             teacher = None  # a reduction needs both models measured
         headline = next((r for m in HEADLINE_METRICS if (r := entry.reported_value(m))), None)
         measured = _measured(entry, newest.get(entry.id, {}))
-        # The table shows the measured counterpart of the reported number where there is one.
-        preferred = [*([headline.metric] if headline else []), *HEADLINE_METRICS, *measured]
+        # The table shows the measured counterpart of the reported number where there is one; never a latency,
+        # which has its own column.
+        preferred = [*([headline.metric] if headline else []), *HEADLINE_METRICS,
+                     *(m for m in measured if m != "latency_ms")]
         rows.append({
             "id": entry.id, "method": entry.method, "task": entry.task, "teacher": entry.teacher,
             "arch": entry.arch, "input": "x".join(map(str, entry.input)),
@@ -343,16 +345,35 @@ def model_directory(id_or_dir: str | Path) -> Path:
     """The model directory itself, or a zoo id's directory in the cache (pulled when needed)."""
     from gzoo.zoo.modeldir import CONFIG
 
+    local = _local_model(id_or_dir)
+    if local is not None:
+        return local
+    directory = model_dir(str(id_or_dir))
+    if not (directory / CONFIG).is_file():
+        directory = pull(str(id_or_dir))
+    return directory
+
+
+def _local_model(id_or_dir: str | Path) -> Path | None:
+    """A model directory, or None for what can only be a zoo id; a path that holds no model is refused."""
+    from gzoo.zoo.modeldir import CONFIG
+
     path = Path(id_or_dir)
     if (path / CONFIG).is_file():
         return path
     if path.exists():
         raise GzooError(f"{path} is not a gzoo model directory (no {CONFIG}); convert a checkpoint with "
                         "`gzoo convert`")
-    directory = model_dir(str(id_or_dir))
-    if not (directory / CONFIG).is_file():
-        directory = pull(str(id_or_dir))
-    return directory
+    return None
+
+
+def _model_config(id_or_dir: str | Path) -> dict[str, Any]:
+    """A model's config without the network: its directory's config.json, or its zoo entry (an unknown id is one
+    line with suggestions)."""
+    from gzoo.zoo.modeldir import read_config
+
+    local = _local_model(id_or_dir)
+    return read_config(local) if local is not None else load_zoo().get(str(id_or_dir)).as_dict()
 
 
 def evaluate(id_or_dir: str | Path, data: str | Path, metrics: list[str] | None = None,
@@ -362,16 +383,22 @@ def evaluate(id_or_dir: str | Path, data: str | Path, metrics: list[str] | None 
 
     ``teacher`` defaults to the model's own teacher (from zoo.yaml or its config.json) when one is set; options
     are those of ``gzoo.evaluation.Options`` (mode, direction, reference, batch_size, max_images, save_images,
-    kid_subset_size, inception_weights, threads).
+    kid_subset_size, inception_weights, threads). Every local input is checked before a model is loaded or its
+    weights fetched. The result's ``skipped`` names each metric left out and why, ``warnings`` the numbers that
+    are not comparable with published ones.
     """
     from gzoo import evaluation
 
-    subject = evaluation.load_subject(model_directory(id_or_dir))
-    teacher = teacher or subject.config.get("teacher")
-    mentor = evaluation.load_subject(model_directory(teacher)) if teacher else None
+    config = _model_config(id_or_dir)
+    teacher = teacher or config.get("teacher")
+    if teacher:
+        _model_config(teacher)
     settings = evaluation.Options(metrics=tuple(metrics) if metrics else None,
                                   **{k: v for k, v in options.items() if v is not None})
-    return evaluation.evaluate(subject, Path(data), mentor, settings, f"cpu: {_cpu_name()}", progress, store)
+    planned = evaluation.plan(Path(data), config, teacher is not None, settings)
+    subject = evaluation.load_subject(model_directory(id_or_dir))
+    mentor = evaluation.load_subject(model_directory(teacher)) if teacher else None
+    return evaluation.evaluate(subject, planned, mentor, settings, f"cpu: {_cpu_name()}", progress, store)
 
 
 def compress(recipe: str | Path, teacher: str | None = None, data: str | Path | None = None,

@@ -190,7 +190,9 @@ def test_leaderboard_shows_the_newest_measured_value_and_flags_another_protocol(
     ours = {"name": "FID, Inception-v3 pool3 (TF 2015-12-05); reference: 120 test zebra (B) images", "images": 120}
     record([Result(student, "fid", 71.3, ours, "cpu: Test CPU", weights_sha256="ab" * 32, dataset="/data/testB",
                    date="2024-05-01T12:00:00Z"),
-            Result(student, "psnr", math.inf, {"name": "PSNR to the teacher's outputs"}, "cpu: Test CPU")])
+            Result(student, "psnr", math.inf, {"name": "PSNR to the teacher's outputs"}, "cpu: Test CPU"),
+            # A latency `gzoo eval` measured: the row has a latency column already, the measured cell shows none.
+            Result(f"{student}-pruned", "latency_ms", 4.2, {"name": "eager PyTorch"}, "cpu: Test CPU")])
 
     def refuse(constant):
         raise AssertionError(f"{constant} is not JSON")
@@ -198,7 +200,8 @@ def test_leaderboard_shows_the_newest_measured_value_and_flags_another_protocol(
     board = json.loads(run_gzoo("leaderboard", "--format", "json", "--method", "gan-compression", zoo=small_zoo)
                        .stdout, parse_constant=refuse)
     row, pruned = board["rows"]
-    assert row["id"] == student and row["measured_headline"] == "fid" and pruned["measured"] == {}
+    assert row["id"] == student and row["measured_headline"] == "fid"
+    assert set(pruned["measured"]) == {"latency_ms"} and pruned["measured_headline"] is None
     assert row["measured"]["fid"] == {
         "value": 71.3, "protocol": ours, "protocol_differs": True, "device": "cpu: Test CPU",
         "weights_sha256": "ab" * 32, "dataset": "/data/testB", "dataset_sha256": None, "gzoo_version": "0.1.0",
@@ -207,7 +210,8 @@ def test_leaderboard_shows_the_newest_measured_value_and_flags_another_protocol(
     assert board["results_store"].endswith("results.sqlite")
 
     table = run_gzoo("leaderboard", "--method", "gan-compression", zoo=small_zoo).stdout
-    assert "fid 71.3 †" in table and "† measured under another protocol than the paper's" in table
+    # The measured cell says how many images the number rests on (the stored protocol's count).
+    assert "fid 71.3 (120 images) †" in table and "† measured under another protocol than the paper's" in table
 
     # A newer measurement under the paper's protocol (spelled with other case and spacing) replaces it, unflagged;
     # the warm run reads the store without importing torch.

@@ -11,7 +11,8 @@ from contextlib import contextmanager
 from typing import Any
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, Task, TextColumn, TimeElapsedColumn
+from rich.text import Text
 
 from gzoo.report.numbers import human
 
@@ -44,13 +45,20 @@ def wide_console() -> Console:
     return stdout if stdout.is_terminal else Console(width=200)
 
 
+class _Count(MofNCompleteColumn):
+    """'done/total', and nothing while the total is not known yet (rich would show '0/?')."""
+
+    def render(self, task: Task) -> Text:
+        return Text("") if task.total is None else super().render(task)
+
+
 @contextmanager
 def progress_bar(description: str) -> Iterator:
     """A transient rich progress bar on stderr, advanced by the API's (done, total, label) callback.
 
     Only on a terminal: in logs and pipes it would leave blank lines around error messages.
     """
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+    with Progress(TextColumn("{task.description}"), BarColumn(), _Count(), TimeElapsedColumn(),
                   console=stderr, transient=True, disable=not stderr.is_terminal) as bar:
         job = bar.add_task(description, total=None)
 

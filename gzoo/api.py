@@ -57,12 +57,14 @@ def build_model(entry: ZooEntry):
 
 
 def leaderboard(method: str | None = None, task: str | None = None, progress: Progress | None = None,
-                zoo: Zoo | None = None) -> dict:
+                zoo: Zoo | None = None, remeasure: bool = False) -> dict:
     """Rows of measured figures beside the reported ones, with reductions against each teacher.
 
     ``measured`` holds each metric's newest value in the results store (see ``_measured``). Besides the zoo's
     entries, the store's local model directories (a `gzoo compress` student, anything `gzoo eval` measured by
-    path) get a row, marked ``local``, while their directory exists.
+    path) get a row, marked ``local``, while their directory exists. Latencies are timed until their median is
+    stable; one that is not, or whose spread is over 10%, is not cached (``latency_settled`` false);
+    ``remeasure`` times every latency again.
     """
     zoo = zoo or load_zoo()
     newest = results.latest()  # first: a broken store fails before minutes of measuring
@@ -78,7 +80,7 @@ def leaderboard(method: str | None = None, task: str | None = None, progress: Pr
     for done, (key, entry) in enumerate(needed.items()):
         if progress:
             progress(done, len(needed), entry.id)
-        figures[key] = _figures(entry, cache, latency=True)
+        figures[key] = _figures(entry, cache, latency=True, remeasure=remeasure)
     if progress:
         progress(len(needed), len(needed), "done")
 
@@ -101,6 +103,8 @@ def leaderboard(method: str | None = None, task: str | None = None, progress: Pr
             "arch": entry.arch, "input": "x".join(map(str, entry.input)),
             "params": own["params"], "macs": own["macs"], "macs_paper": own["macs_paper"],
             "latency_ms": own_ms, "latency_iqr_ms": latency.get("iqr_ms"), "latency_runs": latency.get("runs"),
+            "latency_spread": latency.get("spread"), "latency_stable": latency.get("stable"),
+            "latency_settled": latency.get("settled"),
             "measurable": entry.measurable, "local": entry.line == LOCAL_LINE,
             "reported": None if headline is None else headline.as_dict(),
             "measured": measured, "measured_headline": next((m for m in preferred if m in measured), None),
@@ -110,7 +114,8 @@ def leaderboard(method: str | None = None, task: str | None = None, progress: Pr
         })
     return {
         "gzoo_version": __version__, "torch_version": _torch_version(), "device": "cpu",
-        "cpu": _cpu_name(), "threads": _threads(), "latency": "eager PyTorch, batch 1, median of timed runs",
+        "cpu": _cpu_name(), "threads": _threads(),
+        "latency": "eager PyTorch, batch 1, median of timed runs after a warm-up pass, timed until it is stable",
         "results_store": str(results.store_path()), "rows": rows,
     }
 
@@ -501,15 +506,23 @@ class FiguresCache:
         except (OSError, ValueError):
             self.figures = {}  # no cache yet, or an unreadable one: measure again
 
-    def get_or_measure(self, key: str, measure: Callable[[], dict]) -> dict:
-        if key not in self.figures:
-            self.figures[key] = measure()
-            try:
-                atomic_write_text(self.path, json.dumps(self.figures, indent=1, sort_keys=True))
-            except OSError as err:
-                raise GzooError(f"cannot write the figures cache {self.path}: {err.strerror}; "
-                                "set GZOO_HOME to a writable directory", exit_code=1) from err
-        return self.figures[key]
+    def get_or_measure(self, key: str, measure: Callable[[], dict], keep: Callable[[dict], bool] | None = None,
+                       again: bool = False) -> dict:
+        """The cached figures of ``key``, or (``again``: always) measured now; a measurement that ``keep`` refuses
+        is returned but not cached."""
+        if key in self.figures and not again:
+            return self.figures[key]
+        measured = measure()
+        if keep is None or keep(measured):
+            self.figures[key] = measured
+        elif self.figures.pop(key, None) is None:  # an older value would contradict the one shown: dropped
+            return measured
+        try:
+            atomic_write_text(self.path, json.dumps(self.figures, indent=1, sort_keys=True))
+        except OSError as err:
+            raise GzooError(f"cannot write the figures cache {self.path}: {err.strerror}; "
+                            "set GZOO_HOME to a writable directory", exit_code=1) from err
+        return measured
 
 
 def _figures_key(entry: ZooEntry) -> str:
@@ -518,11 +531,12 @@ def _figures_key(entry: ZooEntry) -> str:
                       sort_keys=True)
 
 
-def _figures(entry: ZooEntry, cache: FiguresCache, latency: bool = False) -> dict[str, Any]:
+def _figures(entry: ZooEntry, cache: FiguresCache, latency: bool = False, remeasure: bool = False) -> dict[str, Any]:
     """Params and MACs (and, with ``latency``, CPU latency) of the entry's architecture, cached.
 
     Params and MACs come from a model on the ``meta`` device, which computes nothing; only the latency
-    needs real weights.
+    needs real weights. A latency is timed after a warm-up pass until its median is stable (at least 3 runs, at
+    most 30 or 2 s); only a settled one (stable, spread within 10%) is cached. ``remeasure`` times it again.
     """
     if not entry.measurable:
         return {"params": None, "macs": None, "macs_paper": None, **({"latency": None} if latency else {})}
@@ -543,15 +557,16 @@ def _figures(entry: ZooEntry, cache: FiguresCache, latency: bool = False) -> dic
         from gzoo.metrics import measure_latency
 
         example = torch.rand(1, *entry.input) * 2 - 1
-        measured = measure_latency(build_model(entry), example, warmup=1, runs=10, min_runs=3, max_seconds=0.3,
-                                   threads=_threads(), single_run_above=0.6)
+        measured = measure_latency(build_model(entry), example, warmup=1, runs=30, min_runs=3, max_seconds=2.0,
+                                   threads=_threads(), until_stable=True)
         return {"latency": measured.as_dict()}
 
     try:
         figures = dict(cache.get_or_measure("static " + _figures_key(entry), count))
         if latency:
-            key = f"latency {_figures_key(entry)} {_cpu_name()} threads={_threads()}"
-            figures.update(cache.get_or_measure(key, time_it))
+            key = f"latency until stable {_figures_key(entry)} {_cpu_name()} threads={_threads()}"
+            figures.update(cache.get_or_measure(key, time_it, keep=lambda f: f["latency"]["settled"],
+                                                again=remeasure))
     except (ValueError, RuntimeError) as err:  # the architecture refused the zoo entry's input shape
         shape = "x".join(map(str, entry.input))
         raise GzooError(f"{entry.id}: its input {shape} (zoo.yaml line {entry.line}) does not fit {entry.arch}: "

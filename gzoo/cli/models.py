@@ -97,12 +97,14 @@ def info(model_id: Annotated[str, typer.Argument(help="A zoo id (e.g. gan-compre
 
 def leaderboard(method: MethodOption = None, task: TaskOption = None,
                 output_format: Annotated[Format, typer.Option("--format", help="Output format.")] = Format.table,
+                remeasure: Annotated[bool, typer.Option("--remeasure", help="Time every latency again instead of "
+                                                        "reading the cached ones.")] = False,
                 ) -> None:
     """Measure every zoo entry on this machine and show it beside the published numbers."""
     from gzoo import api, report
 
     with progress_bar("measuring") as advance:
-        board = api.leaderboard(method, task, progress=advance)
+        board = api.leaderboard(method, task, progress=advance, remeasure=remeasure)
     if not board["rows"] and output_format in (Format.table, Format.md):
         return nothing_matched(method, task)
     if output_format is Format.json:

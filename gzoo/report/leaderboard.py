@@ -30,7 +30,7 @@ def cells(row: dict, footnotes: list[str]) -> list[str]:
         latency = "not measurable yet"
     else:
         macs_paper = human(row["macs_paper"])
-        latency = f"{row['latency_ms']:.1f}" + ("*" if row["latency_runs"] < 3 else "")
+        latency = f"{row['latency_ms']:.1f}" + ("" if row["latency_settled"] else " ~")
     return [
         row["id"], row["method"], row["task"], row["input"], human(row["params"]), human(row["macs"]),
         macs_paper, latency,
@@ -59,7 +59,8 @@ def notes(board: dict, footnotes: list[str]) -> list[str]:
     """The caption under the table: where it was measured, what the columns mean, the sources."""
     return [
         f"Measured here: {board['cpu']}, {board['threads']} threads, torch {board['torch_version']}, "
-        f"gzoo {board['gzoo_version']}; CPU ms: {board['latency']} (* fewer than 3 timed runs: a heavy model). "
+        f"gzoo {board['gzoo_version']}; CPU ms: {board['latency']} (~ not settled: the median did not settle or "
+        "the runs spread over 10%; such a timing is not cached, and `--remeasure` times every one again). "
         "MACs paper: the torchprofile convention the papers published. 'not measurable yet': the exact "
         "architecture is unknown (e.g. widths found by pruning). 'measured': the newest value in the results "
         f"store {board['results_store']}; † measured under another protocol than the paper's, so not comparable "

@@ -56,12 +56,14 @@ def build_model(entry: ZooEntry):
 
 
 def leaderboard(method: str | None = None, task: str | None = None, progress: Progress | None = None,
-                zoo: Zoo | None = None) -> dict:
+                zoo: Zoo | None = None, remeasure: bool = False) -> dict:
     """Rows of measured figures beside the reported ones, with reductions against each teacher.
 
     ``measured`` holds each metric's newest value in the results store (see ``_measured``). Besides the zoo's
     entries, the store's local model directories (a `gzoo compress` student, anything `gzoo eval` measured by
-    path) get a row, marked ``local``, while their directory exists.
+    path) get a row, marked ``local``, while their directory exists. Latencies are timed until their median is
+    stable; one that is not, or whose spread is over 10%, is not cached (``latency_settled`` false);
+    ``remeasure`` times every latency again.
     """
     zoo = zoo or load_zoo()
     newest = results.latest()  # first: a broken store fails before minutes of measuring
@@ -77,7 +79,7 @@ def leaderboard(method: str | None = None, task: str | None = None, progress: Pr
     for done, (key, entry) in enumerate(needed.items()):
         if progress:
             progress(done, len(needed), entry.id)
-        figures[key] = _figures(entry, cache, latency=True)
+        figures[key] = _figures(entry, cache, latency=True, remeasure=remeasure)
     if progress:
         progress(len(needed), len(needed), "done")
 
@@ -91,13 +93,17 @@ def leaderboard(method: str | None = None, task: str | None = None, progress: Pr
             teacher = None  # a reduction needs both models measured
         headline = next((r for m in HEADLINE_METRICS if (r := entry.reported_value(m))), None)
         measured = _measured(entry, newest.get(entry.id, {}))
-        # The table shows the measured counterpart of the reported number where there is one.
-        preferred = [*([headline.metric] if headline else []), *HEADLINE_METRICS, *measured]
+        # The table shows the measured counterpart of the reported number where there is one; never a latency,
+        # which has its own column.
+        preferred = [*([headline.metric] if headline else []), *HEADLINE_METRICS,
+                     *(m for m in measured if m != "latency_ms")]
         rows.append({
             "id": entry.id, "method": entry.method, "task": entry.task, "teacher": entry.teacher,
             "arch": entry.arch, "input": "x".join(map(str, entry.input)),
             "params": own["params"], "macs": own["macs"], "macs_paper": own["macs_paper"],
             "latency_ms": own_ms, "latency_iqr_ms": latency.get("iqr_ms"), "latency_runs": latency.get("runs"),
+            "latency_spread": latency.get("spread"), "latency_stable": latency.get("stable"),
+            "latency_settled": latency.get("settled"),
             "measurable": entry.measurable, "local": entry.line == LOCAL_LINE,
             "reported": None if headline is None else headline.as_dict(),
             "measured": measured, "measured_headline": next((m for m in preferred if m in measured), None),
@@ -109,7 +115,7 @@ def leaderboard(method: str | None = None, task: str | None = None, progress: Pr
     return {
         "gzoo_version": __version__, "torch_version": _torch_version(), "device": "cpu",
         "cpu": machine.cpu_name(), "threads": machine.threads(),
-        "latency": "eager PyTorch, batch 1, median of timed runs",
+        "latency": "eager PyTorch, batch 1, median of timed runs after a warm-up pass, timed until it is stable",
         "results_store": str(results.store_path()), "rows": rows,
     }
 
@@ -235,15 +241,23 @@ def _example(shape: tuple[int, int, int], batch: int):
 
 # --- weights: convert, pull, load ---------------------------------------------------------------------------
 
-def convert(source: Path, fmt: str, output: Path, arch: str | None = None, arch_args: dict | None = None,
-            entry: ZooEntry | None = None) -> Path:
-    """Convert an original checkpoint into a gzoo model directory at ``output``."""
+def convert(source: Path, fmt: str | None, output: Path | None, arch: str | None = None,
+            arch_args: dict | None = None, entry: ZooEntry | None = None) -> Path:
+    """Convert an original checkpoint into a gzoo model directory at ``output``.
+
+    The source is checked first (a missing file, a folder or an image is refused), then the format and output.
+    """
     from gzoo.data.modeldir import save_model_dir, sha256_of
     from gzoo.models import create_model, load_state_checked
     from gzoo.zoo.card import model_card
-    from gzoo.zoo.converters import get_converter
+    from gzoo.zoo.converters import check_source, formats, get_converter
 
     source = Path(source)
+    check_source(source)
+    if not fmt:
+        raise GzooError(f"give the format of {source} with --from: one of {', '.join(formats())}")
+    if output is None:
+        raise GzooError("give the model directory to write with -o DIR")
     converted = get_converter(fmt)(source, arch, dict(arch_args or {}))
     model = create_model(converted.arch, **converted.arch_args)
     load_state_checked(model, converted.state_dict, str(source))
@@ -343,16 +357,35 @@ def model_directory(id_or_dir: str | Path) -> Path:
     """The model directory itself, or a zoo id's directory in the cache (pulled when needed)."""
     from gzoo.data.modeldir import CONFIG
 
+    local = _local_model(id_or_dir)
+    if local is not None:
+        return local
+    directory = model_dir(str(id_or_dir))
+    if not (directory / CONFIG).is_file():
+        directory = pull(str(id_or_dir))
+    return directory
+
+
+def _local_model(id_or_dir: str | Path) -> Path | None:
+    """A model directory, or None for what can only be a zoo id; a path that holds no model is refused."""
+    from gzoo.data.modeldir import CONFIG
+
     path = Path(id_or_dir)
     if (path / CONFIG).is_file():
         return path
     if path.exists():
         raise GzooError(f"{path} is not a gzoo model directory (no {CONFIG}); convert a checkpoint with "
                         "`gzoo convert`")
-    directory = model_dir(str(id_or_dir))
-    if not (directory / CONFIG).is_file():
-        directory = pull(str(id_or_dir))
-    return directory
+    return None
+
+
+def _model_config(id_or_dir: str | Path) -> dict[str, Any]:
+    """A model's config without the network: its directory's config.json, or its zoo entry (an unknown id is one
+    line with suggestions)."""
+    from gzoo.data.modeldir import read_config
+
+    local = _local_model(id_or_dir)
+    return read_config(local) if local is not None else load_zoo().get(str(id_or_dir)).as_dict()
 
 
 def evaluate(id_or_dir: str | Path, data: str | Path, metrics: list[str] | None = None,
@@ -362,15 +395,22 @@ def evaluate(id_or_dir: str | Path, data: str | Path, metrics: list[str] | None 
 
     ``teacher`` defaults to the model's own teacher (from zoo.yaml or its config.json) when one is set; options
     are those of ``gzoo.evaluation.Options`` (mode, direction, reference, batch_size, max_images, save_images,
-    kid_subset_size, inception_weights, threads).
+    kid_subset_size, inception_weights, threads). Every local input is checked before a model is loaded or its
+    weights fetched. The result's ``skipped`` names each metric left out and why, ``warnings`` the numbers that
+    are not comparable with published ones.
     """
     from gzoo import evaluation
-    from gzoo.data.modeldir import read_config
 
-    directory = model_directory(id_or_dir)
-    teacher = teacher or read_config(directory).get("teacher")
-    return evaluation.measure(directory, Path(data), model_directory(teacher) if teacher else None, metrics,
-                              f"cpu: {machine.cpu_name()}", progress, store, **options)
+    config = _model_config(id_or_dir)
+    teacher = teacher or config.get("teacher")
+    if teacher:
+        _model_config(teacher)
+    settings = evaluation.Options(metrics=tuple(metrics) if metrics else None,
+                                  **{k: v for k, v in options.items() if v is not None})
+    planned = evaluation.plan(Path(data), config, teacher is not None, settings)
+    subject = evaluation.load_subject(model_directory(id_or_dir))
+    mentor = evaluation.load_subject(model_directory(teacher)) if teacher else None
+    return evaluation.evaluate(subject, planned, mentor, settings, f"cpu: {machine.cpu_name()}", progress, store)
 
 
 def compress(recipe: str | Path, teacher: str | None = None, data: str | Path | None = None,
@@ -392,28 +432,11 @@ def compress(recipe: str | Path, teacher: str | None = None, data: str | Path | 
     from gzoo.zoo.card import model_card
 
     loaded = load_recipe(recipe, list(overrides), teacher, str(data) if data else None)
-    check_teacher(get_method(loaded.method), loaded.teacher, _architecture_of(loaded.teacher))
+    check_teacher(get_method(loaded.method), loaded.teacher, _model_config(loaded.teacher)["arch"])
     check_inputs(loaded)
     directory = Path(output) if output else Path("runs") / Path(recipe).stem
     return run_pipeline(loaded, directory, partial(model_directory, loaded.teacher), resume, progress,
                         card=model_card, notify=notify)
-
-
-def _architecture_of(id_or_dir: str) -> str:
-    """A zoo id's or model directory's architecture, known without downloading anything."""
-    from gzoo.data.modeldir import CONFIG, read_config
-
-    path = Path(id_or_dir)
-    if (path / CONFIG).is_file():
-        return read_config(path)["arch"]
-    if path.exists():
-        raise GzooError(f"{path} is not a gzoo model directory (no {CONFIG}); convert a checkpoint with "
-                        "`gzoo convert`")
-    zoo = load_zoo()
-    if id_or_dir not in zoo.entries:
-        raise GzooError(f"teacher '{id_or_dir}' is neither a gzoo model directory nor a zoo id"
-                        f"{closest(id_or_dir, list(zoo.entries))}; `gzoo list` shows every id")
-    return zoo.get(id_or_dir).arch
 
 
 def directory_info(directory: Path) -> dict:
@@ -467,8 +490,6 @@ def fid(first: str | Path, second: str | Path, with_kid: bool = False, kid_subse
         advance = partial(counter.advance, label=str(folder.root))
         content = folder.content_hash()
         measured, cached = folder_features(folder, inception, batch_size, advance)
-        if cached:
-            advance(len(folder))
         features.append(measured)
         inputs.append({"path": str(folder.root), "images": len(folder), "skipped": len(folder.skipped),
                        "size": "x".join(map(str, folder.size)), "content_sha256": content,
@@ -499,15 +520,23 @@ class FiguresCache:
         except (OSError, ValueError):
             self.figures = {}  # no cache yet, or an unreadable one: measure again
 
-    def get_or_measure(self, key: str, measure: Callable[[], dict]) -> dict:
-        if key not in self.figures:
-            self.figures[key] = measure()
-            try:
-                atomic_write_text(self.path, json.dumps(self.figures, indent=1, sort_keys=True))
-            except OSError as err:
-                raise GzooError(f"cannot write the figures cache {self.path}: {err.strerror}; "
-                                "set GZOO_HOME to a writable directory", exit_code=1) from err
-        return self.figures[key]
+    def get_or_measure(self, key: str, measure: Callable[[], dict], keep: Callable[[dict], bool] | None = None,
+                       again: bool = False) -> dict:
+        """The cached figures of ``key``, or (``again``: always) measured now; a measurement that ``keep`` refuses
+        is returned but not cached."""
+        if key in self.figures and not again:
+            return self.figures[key]
+        measured = measure()
+        if keep is None or keep(measured):
+            self.figures[key] = measured
+        elif self.figures.pop(key, None) is None:  # an older value would contradict the one shown: dropped
+            return measured
+        try:
+            atomic_write_text(self.path, json.dumps(self.figures, indent=1, sort_keys=True))
+        except OSError as err:
+            raise GzooError(f"cannot write the figures cache {self.path}: {err.strerror}; "
+                            "set GZOO_HOME to a writable directory", exit_code=1) from err
+        return measured
 
 
 def _figures_key(entry: ZooEntry) -> str:
@@ -516,11 +545,12 @@ def _figures_key(entry: ZooEntry) -> str:
                       sort_keys=True)
 
 
-def _figures(entry: ZooEntry, cache: FiguresCache, latency: bool = False) -> dict[str, Any]:
+def _figures(entry: ZooEntry, cache: FiguresCache, latency: bool = False, remeasure: bool = False) -> dict[str, Any]:
     """Params and MACs (and, with ``latency``, CPU latency) of the entry's architecture, cached.
 
     Params and MACs come from a model on the ``meta`` device, which computes nothing; only the latency
-    needs real weights.
+    needs real weights. A latency is timed after a warm-up pass until its median is stable (at least 3 runs, at
+    most 30 or 2 s); only a settled one (stable, spread within 10%) is cached. ``remeasure`` times it again.
     """
     if not entry.measurable:
         return {"params": None, "macs": None, "macs_paper": None, **({"latency": None} if latency else {})}
@@ -541,15 +571,16 @@ def _figures(entry: ZooEntry, cache: FiguresCache, latency: bool = False) -> dic
         from gzoo.metrics import measure_latency
 
         example = torch.rand(1, *entry.input) * 2 - 1
-        measured = measure_latency(build_model(entry), example, warmup=1, runs=10, min_runs=3, max_seconds=0.3,
-                                   threads=machine.threads(), single_run_above=0.6)
+        measured = measure_latency(build_model(entry), example, warmup=1, runs=30, min_runs=3, max_seconds=2.0,
+                                   threads=machine.threads(), until_stable=True)
         return {"latency": measured.as_dict()}
 
     try:
         figures = dict(cache.get_or_measure("static " + _figures_key(entry), count))
         if latency:
-            key = f"latency {_figures_key(entry)} {machine.cpu_name()} threads={machine.threads()}"
-            figures.update(cache.get_or_measure(key, time_it))
+            key = f"latency until stable {_figures_key(entry)} {machine.cpu_name()} threads={machine.threads()}"
+            figures.update(cache.get_or_measure(key, time_it, keep=lambda f: f["latency"]["settled"],
+                                                again=remeasure))
     except (ValueError, RuntimeError) as err:  # the architecture refused the zoo entry's input shape
         shape = "x".join(map(str, entry.input))
         raise GzooError(f"{entry.id}: its input {shape} (zoo.yaml line {entry.line}) does not fit {entry.arch}: "

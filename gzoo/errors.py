@@ -28,3 +28,21 @@ def closest(name: str, candidates: list[str], n: int = 3) -> str:
         # Substring matches catch short queries like "horse2zebra" that difflib scores low.
         matches = [c for c in candidates if name.lower() in c.lower()][:n]
     return f" (did you mean {', '.join(matches)}?)" if matches else ""
+
+
+def malformed_yaml(path: object, err: Exception, what: str = "") -> GzooError:
+    """The one-line error for a YAML syntax error in ``path``: 'FILE:LINE: malformed YAML: problem; ...'.
+
+    ``what`` names the kind of file ('recipe '), ahead of the path.
+    """
+    mark = getattr(err, "problem_mark", None)
+    where = f"{what}{path}:{mark.line + 1}" if mark else f"{what}{path}"
+    problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+    return GzooError(f"{where}: malformed YAML: {problem}; fix the syntax at that line")
+
+
+def missing_extra(feature: str, extra: str, module: str) -> GzooError:
+    """The error for an optional dependency that is not installed: one command installs the whole extra, so a
+    user never meets its packages one failure at a time."""
+    return GzooError(f"{feature} needs the optional dependencies of gzoo[{extra}] ({module} is not installed); "
+                     f"install them with: pip install 'gzoo[{extra}]'")

@@ -5,6 +5,9 @@ quantised to uint8 as the originals save them and go to the Inception network in
 them with a reference: a folder or .npz you give, else the dataset's real targets, else the teacher's outputs.
 PSNR and SSIM compare the student's raw outputs with its teacher's on the same inputs. A classifier gets top-1
 and top-5 accuracy on an ImageFolder-style directory. Every number goes to the results store.
+
+An evaluation is planned first (``plan``) from the local inputs alone, before any model is loaded or fetched: every
+path is checked, the metrics are chosen and each one left out is named with the reason.
 """
 
 from collections.abc import Callable
@@ -17,8 +20,8 @@ import torch
 from torch import nn
 
 from gzoo import results
-from gzoo.data import ImageFolder, scan_image_folder
 from gzoo.data.datasets import EvalData, open_eval_data, quantise, save_images
+from gzoo.data.images import ImageFolder, scan_image_folder
 from gzoo.data.modeldir import WEIGHTS, read_config, results_key, sha256_of
 from gzoo.errors import GzooError
 from gzoo.metrics import fid as fidlib
@@ -27,10 +30,14 @@ from gzoo.metrics.inception import inception_weights_path
 from gzoo.metrics.miou import CITYSCAPES_CLASSES, Segmenter, confusion_matrix, load_segmenter, miou
 from gzoo.metrics.miou import PROTOCOL as MIOU_PROTOCOL
 from gzoo.models import architecture_kind, load_model_dir
+from gzoo.paths import gzoo_home
 
 GENERATOR_METRICS = ("fid", "kid", "psnr", "ssim", "miou", "latency")
 CLASSIFIER_METRICS = ("top1", "top5", "latency")
 FID_NAME = "FID, Inception-v3 pool3 (TF 2015-12-05)"
+# Generated images the published FIDs rest on: the test sets of GAN Compression's and OMGD's evaluation scripts.
+PUBLISHED_FID_IMAGES = {"horse2zebra": 120, "edges2shoes": 200, "cityscapes": 500, "map2sat": 1098}
+DEFAULT_INPUT = {"channels": 3, "height": 256, "width": 256}
 
 Progress = Callable[[int, int, str], None]
 
@@ -59,12 +66,21 @@ class Subject:
 
     @property
     def input(self) -> tuple[int, int, int]:
-        shape = self.config.get("input") or {"channels": 3, "height": 256, "width": 256}
-        return shape["channels"], shape["height"], shape["width"]
+        return input_shape(self.config)
 
     @property
     def is_classifier(self) -> bool:
-        return architecture_kind(self.config["arch"]) == "classifier"
+        return is_classifier(self.config)
+
+
+def input_shape(config: dict[str, Any]) -> tuple[int, int, int]:
+    """(channels, height, width) a model's config (config.json, or its zoo entry) names; 3x256x256 if none."""
+    shape = config.get("input") or DEFAULT_INPUT
+    return shape["channels"], shape["height"], shape["width"]
+
+
+def is_classifier(config: dict[str, Any]) -> bool:
+    return architecture_kind(config["arch"]) == "classifier"
 
 
 def load_subject(directory: Path) -> Subject:
@@ -103,20 +119,62 @@ def measure(directory: Path, data: Path, teacher: Path | None, metrics: list[str
     mentor = load_subject(Path(teacher)) if teacher else None
     settings = Options(metrics=tuple(metrics) if metrics else None,
                        **{k: v for k, v in options.items() if v is not None})
-    return evaluate(subject, Path(data), mentor, settings, device_name, progress, store)
+    planned = plan(Path(data), subject.config, mentor is not None, settings)
+    return evaluate(subject, planned, mentor, settings, device_name, progress, store)
 
 
-def evaluate(subject: Subject, data_root: Path, teacher: Subject | None, options: Options,
-             device_name: str, progress: Progress | None = None, store: bool = True) -> dict[str, Any]:
-    """Measure ``subject`` on the data; returns the numbers with their protocols (and stores them)."""
+@dataclass(frozen=True)
+class Plan:
+    """An evaluation decided from the local inputs alone: what is measured, what is not and why, on what data."""
+
+    root: Path  # the data folder
+    metrics: tuple[str, ...]
+    skipped: dict[str, str]  # a metric not measured -> why
+    data: EvalData | None = None  # a generator's inputs (and real targets)
+    reference: ImageFolder | None = None  # the --reference folder, scanned
+    inception: tuple[Path, str] | None = None  # FID/KID: the Inception weights and where they came from
+    samples: tuple[tuple[Path, int], ...] = ()  # a classifier's (image, class index) pairs
+    classes: tuple[ImageFolder, ...] = ()  # a classifier's class folders
+
+    @property
+    def reference_images(self) -> int:
+        """Images besides the model's outputs whose features FID/KID read: the --reference folder or the targets."""
+        if self.inception is None:
+            return 0
+        if self.reference is not None:
+            return len(self.reference)
+        return len(self.data.targets) if self.data is not None and self.data.targets is not None else 0
+
+
+def plan(data_root: Path, config: dict[str, Any], has_teacher: bool, options: Options) -> Plan:
+    """Check every local input of an evaluation of a model with ``config`` and choose its metrics.
+
+    Numbers, metric names, GZOO_HOME, the output folder, the data and its layout, the reference, the mIoU files and
+    the Inception weights are all checked here, before any model is loaded (or downloaded): bad input is one line.
+    """
     if options.batch_size < 1:
         raise GzooError(f"--batch-size must be at least 1, not {options.batch_size}")
     if options.max_images is not None and options.max_images < 1:
         raise GzooError(f"--max-images must be at least 1, not {options.max_images}")
+    gzoo_home()  # the results store and the caches live there
+    if options.save_images is not None and options.save_images.exists() and not options.save_images.is_dir():
+        raise GzooError(f"--save-images {options.save_images} is a file; give a folder to write the images into")
+    if is_classifier(config):
+        return _plan_classifier(data_root, options)
+    return _plan_generator(data_root, config, has_teacher, options)
+
+
+def evaluate(subject: Subject, planned: Plan, teacher: Subject | None, options: Options,
+             device_name: str, progress: Progress | None = None, store: bool = True) -> dict[str, Any]:
+    """Measure ``subject`` as planned; returns the numbers with their protocols (and stores them).
+
+    ``skipped`` names each metric not measured and why; ``warnings`` says when a number is not comparable with
+    published ones (FID or KID on fewer images than the papers used).
+    """
     if subject.is_classifier:
-        measured, dataset, dataset_hash = _classifier(subject, data_root, options, progress)
+        measured, dataset, dataset_hash = _classifier(subject, planned, options, progress)
     else:
-        measured, dataset, dataset_hash = _generator(subject, data_root, teacher, options, progress)
+        measured, dataset, dataset_hash = _generator(subject, planned, teacher, options, progress)
     rows = [results.Result(subject.model_id, metric, value, protocol, device_name, subject.weights_sha256,
                            dataset, dataset_hash) for metric, (value, protocol) in measured.items()]
     if store:
@@ -124,11 +182,35 @@ def evaluate(subject: Subject, data_root: Path, teacher: Subject | None, options
     return {"model": subject.model_id, "weights_sha256": subject.weights_sha256, "data": dataset,
             "data_sha256": dataset_hash, "device": device_name, "stored": store,
             "metrics": {row.metric: row.as_dict()["value"] for row in rows},
-            "protocols": {row.metric: row.protocol for row in rows}}
+            "protocols": {row.metric: row.protocol for row in rows}, "skipped": planned.skipped,
+            "warnings": few_images_warnings(measured, subject.config.get("task"))}
 
 
-def _chosen(asked: tuple[str, ...] | None, offered: tuple[str, ...], possible: dict[str, str | None]) -> list[str]:
-    """The metrics to measure: those asked for (each must be possible), or every possible one."""
+def few_images_warnings(measured: dict[str, tuple[float, dict]], task: str | None) -> list[str]:
+    """Why a FID or KID is not comparable with the published ones, when it rests on too few images."""
+    warnings = []
+    if "fid" in measured:
+        images = measured["fid"][1]["images"]
+        published = PUBLISHED_FID_IMAGES.get(task or "")
+        fewest = min(PUBLISHED_FID_IMAGES.values())
+        if images < (published or fewest):
+            protocol = (f"the papers' {task} protocol uses {published}" if published else
+                        f"the papers' protocols use {fewest} (horse2zebra) to {max(PUBLISHED_FID_IMAGES.values())} "
+                        "(map2sat)")
+            warnings.append(f"FID rests on {images} generated images, {protocol}: FID is biased upward on fewer "
+                            "images, so this one is not comparable with published FIDs")
+    if "kid" in measured and measured["kid"][1]["kid_subset_size"] < fidlib.KID_SUBSET_SIZE:
+        size = measured["kid"][1]["kid_subset_size"]
+        warnings.append(f"KID subsets hold {size} images, the protocol's {fidlib.KID_SUBSET_SIZE} (torch-fidelity's "
+                        f"{fidlib.KID_SUBSETS} subsets): with sets this small the subsets overlap or are the whole "
+                        "set, so its spread understates the uncertainty")
+    return warnings
+
+
+def _chosen(asked: tuple[str, ...] | None, offered: tuple[str, ...],
+            possible: dict[str, str | None]) -> tuple[tuple[str, ...], dict[str, str]]:
+    """The metrics to measure (those asked for, each of which must be possible, or every possible one) and the
+    ones left out, each with the reason."""
     if {"is", "isc"} & set(asked or ()):
         raise GzooError("the Inception Score needs the Inception classifier's logits, which the offline FID weights "
                         "lack (only the 2048-d features FID and KID use); measure fid or kid instead")
@@ -138,36 +220,56 @@ def _chosen(asked: tuple[str, ...] | None, offered: tuple[str, ...], possible: d
     for metric in asked or ():
         if possible.get(metric):
             raise GzooError(f"cannot measure {metric}: {possible[metric]}")
-    return [m for m in (asked or offered) if not possible.get(m)]
+    chosen = tuple(m for m in (asked or offered) if not possible.get(m))
+    skipped = {} if asked else {m: possible[m] for m in offered if possible.get(m)}
+    return chosen, skipped
 
 
 # --- generators -------------------------------------------------------------------------------------------------
 
-def _generator(subject: Subject, data_root: Path, teacher: Subject | None, options: Options,
-               progress: Progress | None) -> tuple[dict, str, str]:
-    channels, height, width = subject.input
+def _plan_generator(data_root: Path, config: dict[str, Any], has_teacher: bool, options: Options) -> Plan:
+    channels = input_shape(config)[0]
     if channels != 3:
-        raise GzooError(f"{subject.model_id} takes a {channels}-channel input ({subject.config.get('arch')}); "
-                        "gzoo eval feeds RGB images, label-map generators are not supported yet")
+        raise GzooError(f"{config.get('id') or config.get('arch')} takes a {channels}-channel input "
+                        f"({config.get('arch')}); gzoo eval feeds RGB images, label-map generators are not supported "
+                        "yet")
     data = open_eval_data(data_root, options.mode, options.direction)
     if options.max_images:
         data = replace(data, inputs=replace(data.inputs, paths=data.inputs.paths[:options.max_images]))
-    reference = options.reference
-    fid_impossible = None if (reference or data.targets or teacher) else "no reference: give --reference " \
+    reference, reference_folder = options.reference, None
+    if reference is not None and reference.suffix == ".npz" and not reference.is_dir():
+        if not reference.is_file():
+            raise GzooError(f"--reference {reference}: no such file; give an .npz of statistics (mu, sigma) or a "
+                            "folder of real images")
+    elif reference is not None:
+        reference_folder = scan_image_folder(reference)
+    if options.labels is not None:
+        _check_label_maps([p.name for p in data.inputs.paths], options.labels)
+    if isinstance(options.segmenter, Path) and not options.segmenter.is_file():
+        raise GzooError(f"--segmenter {options.segmenter}: no such file; give DRN-D-105's Cityscapes weights "
+                        "(drn-d-105_ms_cityscapes.pth)")
+    fid_impossible = None if (reference or data.targets or has_teacher) else "no reference: give --reference " \
         "DIR|NPZ, a dataset with real targets (paired or testA/testB), or --teacher"
-    no_teacher = None if teacher else "no teacher to compare with; give --teacher ID|DIR"
+    no_teacher = None if has_teacher else "no teacher to compare with; give --teacher ID|DIR"
     no_segmenter = None if options.segmenter and options.labels else \
         "needs --segmenter WEIGHTS (DRN-D-105 Cityscapes) and --labels DIR (train-id maps named like the inputs)"
-    metrics = _chosen(options.metrics, GENERATOR_METRICS, {
+    metrics, skipped = _chosen(options.metrics, GENERATOR_METRICS, {
         "miou": no_segmenter,
         "fid": fid_impossible, "kid": fid_impossible or (
-            "KID needs reference images, not statistics" if reference and reference.suffix == ".npz" else None),
+            "KID needs reference images, not statistics" if reference_folder is None and reference else None),
         "psnr": no_teacher, "ssim": no_teacher})
     wants_inception = "fid" in metrics or "kid" in metrics
-    weights, weights_source = inception_weights_path(options.inception_weights) if wants_inception else (None, None)
-    inception = fidlib.InceptionFeatures(weights) if weights else None
-    counter = ImageCounter(len(data) + (len(data.targets) if inception and data.targets and not reference else 0),
-                           progress)
+    inception = inception_weights_path(options.inception_weights) if wants_inception else None
+    return Plan(data.root, metrics, skipped, data, reference_folder, inception)
+
+
+def _generator(subject: Subject, planned: Plan, teacher: Subject | None, options: Options,
+               progress: Progress | None) -> tuple[dict, str, str]:
+    _, height, width = subject.input
+    data, metrics = planned.data, planned.metrics
+    inception = fidlib.InceptionFeatures(planned.inception[0]) if planned.inception else None
+    # Every image read counts once: the inputs, then the reference's (advanced at once when its features are cached).
+    counter = ImageCounter(len(data) + planned.reference_images, progress)
     outputs = _run_generator(subject, teacher, data, metrics, inception, options,
                              partial(counter.advance, label="images"))
     measured: dict[str, tuple[float, dict]] = {}
@@ -179,9 +281,10 @@ def _generator(subject: Subject, data_root: Path, teacher: Subject | None, optio
                 name = f"{metric.upper()} against the teacher's outputs, range [-1, 1], mean over images"
                 measured[metric] = (outputs[metric] / len(data), {"name": name, **against})
     if inception is not None:
-        ref_features, ref_protocol = _reference_features(data, reference, teacher, outputs, inception, height, width,
-                                                         options, partial(counter.advance, label="reference"))
-        common = {**base, "features": fidlib.PROTOCOL, "inception_weights": weights_source,
+        ref_features, ref_protocol = _reference_features(planned, options.reference, teacher, outputs, inception,
+                                                         height, width, options,
+                                                         partial(counter.advance, label="reference"))
+        common = {**base, "features": fidlib.PROTOCOL, "inception_weights": planned.inception[1],
                   "output": "uint8, (x + 1) / 2 * 255 truncated", **ref_protocol}
         if "fid" in metrics:
             ref_stats = ref_features if isinstance(ref_features, dict) else fidlib.statistics(ref_features)
@@ -197,6 +300,8 @@ def _generator(subject: Subject, data_root: Path, teacher: Subject | None, optio
                                     "mIoU %, a segmenter given through the Python API", **base,
                                     "labels": str(options.labels)})
     if "latency" in metrics:
+        if progress:
+            progress(counter.done, counter.total, "latency")
         measured["latency_ms"] = _latency(subject.model, outputs["example"], options.threads)
     return measured, str(data.root), data.content_hash()
 
@@ -241,18 +346,19 @@ def _run_generator(subject: Subject, teacher: Subject | None, data: EvalData, me
             "teacher_features": torch.cat(teacher_features) if teacher_features else None}
 
 
-def _reference_features(data: EvalData, reference: Path | None, teacher: Subject | None, outputs: dict,
+def _reference_features(planned: Plan, reference: Path | None, teacher: Subject | None, outputs: dict,
                         inception: "fidlib.InceptionFeatures", height: int, width: int, options: Options,
                         advance: Callable[[int], None]) -> tuple[Any, dict]:
     """The FID/KID reference as features (or .npz statistics) and how it was chosen."""
+    data, folder = planned.data, planned.reference
     if reference is not None:
-        return reference_from_file(reference, inception, options.batch_size, advance)
+        return reference_from_file(reference, inception, options.batch_size, advance, folder)
     if data.targets is not None:
         targets = data.targets
         content = targets.content_hash()
         variant = f"{data.mode} {data.direction} targets resized to {width}x{height} bicubic"
-        features, _ = inception.cached(content, variant, len(targets),
-                                       partial(data.target_batches, height, width, options.batch_size), advance)
+        features, _ = _cached_features(inception, content, variant, len(targets),
+                                    partial(data.target_batches, height, width, options.batch_size), advance)
         side = "B" if data.direction == "AtoB" else "A"
         return features, {"reference": f"real {side} images of {data.root} ({len(targets)})",
                           "reference_sha256": content}
@@ -262,13 +368,14 @@ def _reference_features(data: EvalData, reference: Path | None, teacher: Subject
 
 
 def reference_from_file(reference: Path, inception: "fidlib.InceptionFeatures", batch_size: int,
-                        advance: Callable[[int], None] | None = None) -> tuple[Any, dict]:
-    """A reference given as a file: .npz statistics (mu, sigma), or a folder of images whose features are
-    cached by content. Returns the statistics or features and the protocol's words for it."""
+                        advance: Callable[[int], None] | None = None,
+                        folder: ImageFolder | None = None) -> tuple[Any, dict]:
+    """A reference given as a file: .npz statistics (mu, sigma), or a folder of images (``folder``: already
+    scanned) whose features are cached by content. Returns the statistics or features and the protocol's words."""
     if reference.suffix == ".npz" and not reference.is_dir():
         return fidlib.load_npz_statistics(reference), {"reference": f"statistics {reference.name}",
                                                         "reference_sha256": sha256_of(reference)}
-    folder = scan_image_folder(reference)
+    folder = folder or scan_image_folder(reference)
     features, _ = folder_features(folder, inception, batch_size, advance)
     return features, {"reference": f"images of {reference} ({len(folder)})",
                       "reference_sha256": folder.content_hash()}
@@ -278,20 +385,36 @@ def folder_features(folder: ImageFolder, inception: "fidlib.InceptionFeatures", 
                     advance: Callable[[int], None] | None = None) -> tuple[torch.Tensor, bool]:
     """Inception features of a folder's images as stored, from the feature cache when the same bytes were
     measured before; and whether they were."""
-    return inception.cached(folder.content_hash(), "as stored", len(folder), partial(folder.batches, batch_size),
-                            advance)
+    return _cached_features(inception, folder.content_hash(), "as stored", len(folder),
+                            partial(folder.batches, batch_size), advance)
+
+
+def _cached_features(inception: "fidlib.InceptionFeatures", content: str, variant: str, count: int,
+                     batches: Callable[[], Any], advance: Callable[[int], None] | None) -> tuple[torch.Tensor, bool]:
+    """Features of a reference set, from the cache when it holds them; the progress counts them either way."""
+    features, cached = inception.cached(content, variant, count, batches, advance)
+    if cached and advance:
+        advance(count)
+    return features, cached
+
+
+def _check_label_maps(names: list[str], labels_dir: Path) -> None:
+    if not labels_dir.is_dir():
+        raise GzooError(f"--labels {labels_dir}: no such folder; give the folder of train-id label maps")
+    missing = [n for n in names if not (labels_dir / f"{Path(n).stem}.png").is_file()]
+    if missing:
+        raise GzooError(f"{labels_dir}: no label map {Path(missing[0]).stem}.png for input {missing[0]} "
+                        f"({len(missing)} missing); name each train-id label map after its input")
+
 
 
 def segmentation(names: list[str], segmenter: "Path | Segmenter", labels: Path) -> Callable[[torch.Tensor, int],
                                                                                               torch.Tensor]:
     """A function from (generated uint8 images, the index of the first of them in ``names``) to their confusion
     matrix against the label maps ``labels/<stem>.png`` of the inputs ``names``."""
-    segmenter = load_segmenter(segmenter) if isinstance(segmenter, Path) else segmenter
     labels_dir = Path(labels)
-    missing = [n for n in names if not (labels_dir / f"{Path(n).stem}.png").is_file()]
-    if missing:
-        raise GzooError(f"{labels_dir}: no label map {Path(missing[0]).stem}.png for input {missing[0]} "
-                        f"({len(missing)} missing); name each train-id label map after its input")
+    _check_label_maps(names, labels_dir)
+    segmenter = load_segmenter(segmenter) if isinstance(segmenter, Path) else segmenter
 
     def confusion(images: torch.Tensor, first: int) -> torch.Tensor:
         stems = [Path(n).stem for n in names[first:first + len(images)]]
@@ -363,22 +486,26 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
-def _classifier(subject: Subject, data_root: Path, options: Options,
-                progress: Progress | None) -> tuple[dict, str, str]:
-    """Top-1/top-5 accuracy (%) on class folders named by ImageNet class index (0..999) or WordNet id."""
-    metrics = _chosen(options.metrics, CLASSIFIER_METRICS, {})
+def _plan_classifier(data_root: Path, options: Options) -> Plan:
+    """Class folders named by ImageNet class index (0..999) or WordNet id, each checked and scanned."""
+    metrics, skipped = _chosen(options.metrics, CLASSIFIER_METRICS, {})
     if not data_root.is_dir():
         raise GzooError(f"{data_root}: no such folder; give a folder of class folders (0 ... 999, or n01440764 ...)")
     classes = sorted(p for p in data_root.iterdir() if p.is_dir() and not p.name.startswith("."))
     if not classes:
         raise GzooError(f"{data_root}: it has no class folders; name each by its ImageNet index or WordNet id")
     labels = {folder: _imagenet_class(folder.name) for folder in classes}
-    folders = {folder: scan_image_folder(folder, same_size=False) for folder in classes}
-    samples = []
-    for folder in classes:
-        samples += [(path, labels[folder]) for path in folders[folder].paths]
+    folders = tuple(scan_image_folder(folder, same_size=False) for folder in classes)
+    samples = [(path, labels[folder.root]) for folder in folders for path in folder.paths]
     if options.max_images:
         samples = samples[:options.max_images]
+    return Plan(data_root, metrics, skipped, samples=tuple(samples), classes=folders)
+
+
+def _classifier(subject: Subject, planned: Plan, options: Options,
+                progress: Progress | None) -> tuple[dict, str, str]:
+    """Top-1/top-5 accuracy (%) of the planned samples."""
+    samples, metrics = planned.samples, planned.metrics
     correct = {"top1": 0, "top5": 0}
     example = None
     with torch.inference_mode():
@@ -393,12 +520,14 @@ def _classifier(subject: Subject, data_root: Path, options: Options,
             if progress:
                 progress(start + len(chunk), len(samples), "images")
     protocol = {"name": "top-1/top-5 %, resize 256 bilinear, centre crop 224, ImageNet mean/std",
-                "images": len(samples), "classes": len(classes)}
+                "images": len(samples), "classes": len(planned.classes)}
     measured = {m: (100 * correct[m] / len(samples), protocol) for m in ("top1", "top5") if m in metrics}
     if "latency" in metrics:
+        if progress:
+            progress(len(samples), len(samples), "latency")
         measured["latency_ms"] = _latency(subject.model, example, options.threads)
-    content = "+".join(scanned.content_hash() for scanned in folders.values())
-    return measured, str(data_root), _sha256_text(content)
+    content = "+".join(scanned.content_hash() for scanned in planned.classes)
+    return measured, str(planned.root), _sha256_text(content)
 
 
 def _imagenet_class(name: str) -> int:

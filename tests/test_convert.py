@@ -105,6 +105,7 @@ def test_a_pickle_that_would_run_code_is_refused_without_running_it(tmp_path):
 
 
 def test_unknown_format_suggests_the_known_ones(tmp_path):
+    torch.save({}, tmp_path / "x.pth")
     with pytest.raises(GzooError, match="unknown checkpoint format 'gan-compresion' \\(did you mean gan-compression"):
         api.convert(tmp_path / "x.pth", "gan-compresion", tmp_path / "out")
 
@@ -116,3 +117,30 @@ def test_convert_cli_one_line_errors(run_gzoo, tmp_path):
     assert result.returncode == 0, result.stderr
     info = json.loads(run_gzoo("info", str(tmp_path / "v"), "--json").stdout)
     assert info["params"] == 11_388_675 and info["size"]["dense_bytes"] > 11_388_675 * 4
+
+
+def test_a_photo_is_named_as_no_checkpoint_before_format_and_output_are_asked_for(gzoo_main, tmp_path):
+    from photos import photo_crops, write_images
+
+    write_images(tmp_path, photo_crops(("coffee",), 64, 1))
+    photo = tmp_path / "0000.png"
+    code, out, err = gzoo_main("convert", str(photo))
+    assert (code, out) == (2, "")
+    assert err == f"gzoo: error: {photo} is a PNG image, not a checkpoint; give the original's weights file (.pth, " \
+                  ".safetensors, .onnx); images go to `gzoo eval --data` or `gzoo fid`\n"
+    code, _, err = gzoo_main("convert", str(photo), "--from", "gan-compression", "-o", str(tmp_path / "out"))
+    assert code == 2 and "is a PNG image, not a checkpoint" in err and not (tmp_path / "out").exists()
+
+
+def test_a_file_that_torch_did_not_save_is_not_a_checkpoint_and_format_and_output_are_asked_for(gzoo_main, tmp_path):
+    notes = tmp_path / "notes.pth"
+    notes.write_text("weights: see the paper")
+    code, _, err = gzoo_main("convert", str(notes), "--from", "omgd", "-o", str(tmp_path / "out"))
+    assert code == 2 and err == f"gzoo: error: {notes} is not a PyTorch checkpoint (it starts with b'weig', not as " \
+                                "torch.save writes a file); give a .pth file saved by torch.save, or check --from\n"
+    checkpoint = tmp_path / "latest_net_G.pth"
+    torch.save({}, checkpoint)
+    assert gzoo_main("convert", str(checkpoint))[2].startswith(
+        f"gzoo: error: give the format of {checkpoint} with --from: one of cat, gan-compression, kill-the-bits, ")
+    assert gzoo_main("convert", str(checkpoint), "--from", "omgd")[2] == \
+        "gzoo: error: give the model directory to write with -o DIR\n"

@@ -189,3 +189,115 @@ def test_miou_of_generated_images_against_label_maps_of_another_size(photos, tmp
     expected = independent_miou(predicted, labels, 19)
     assert 20 < expected < 95
     assert result["metrics"]["miou"] == pytest.approx(expected, rel=1e-9)
+
+
+@pytest.fixture
+def tiny_generator(tmp_path):
+    """A small ResNet generator at 32x32 with seeded weights: fast enough to measure every metric."""
+    from gzoo.models import create_model
+
+    torch.manual_seed(0)
+    args = {"ngf": 4, "n_blocks": 1}
+    return save_model_dir(tmp_path / "tiny", create_model("resnet_generator", **args).state_dict(),
+                          {"arch": "resnet_generator", "arch_args": args, "task": "horse2zebra",
+                           "input": {"channels": 3, "height": 32, "width": 32}})
+
+
+def test_every_metric_left_out_is_named_with_the_reason(tiny_generator, photos, gzoo_main):
+    code, out, err = gzoo_main("eval", str(tiny_generator), "--data", str(photos), "--max-images", "2", "--json")
+    assert code == 0, err
+    result = json.loads(out)
+    assert list(result["metrics"]) == ["latency_ms"]
+    assert result["skipped"] == {
+        "fid": "no reference: give --reference DIR|NPZ, a dataset with real targets (paired or testA/testB), or "
+               "--teacher",
+        "kid": "no reference: give --reference DIR|NPZ, a dataset with real targets (paired or testA/testB), or "
+               "--teacher",
+        "psnr": "no teacher to compare with; give --teacher ID|DIR",
+        "ssim": "no teacher to compare with; give --teacher ID|DIR",
+        "miou": "needs --segmenter WEIGHTS (DRN-D-105 Cityscapes) and --labels DIR (train-id maps named like the "
+                "inputs)"}
+    code, out, err = gzoo_main("eval", str(tiny_generator), "--data", str(photos), "--max-images", "2")
+    assert code == 0 and "latency_ms" in out
+    assert err.splitlines()[:3] == [
+        "not measured: fid, kid: no reference: give --reference DIR|NPZ, a dataset with real targets (paired or "
+        "testA/testB), or --teacher",
+        "not measured: psnr, ssim: no teacher to compare with; give --teacher ID|DIR",
+        "not measured: miou: needs --segmenter WEIGHTS (DRN-D-105 Cityscapes) and --labels DIR (train-id maps named "
+        "like the inputs)"]
+
+
+class ProjectedPixels(torch.nn.Module):
+    """A stand-in for the Inception network where only the number of images matters: 2048 fixed projections of
+    4x4-pooled pixels (the real network takes a loaded machine seconds per image)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.weight = torch.randn(48, 2048, generator=torch.Generator().manual_seed(0))
+
+    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor]:
+        return (torch.nn.functional.adaptive_avg_pool2d(images.float() / 255, 4).flatten(1) @ self.weight,)
+
+
+@pytest.fixture
+def projected_features(monkeypatch):
+    monkeypatch.setattr(inception, "load_extractor", lambda *args, **kwargs: ProjectedPixels())
+
+
+@pytest.fixture
+def small_reference(tmp_path):
+    folder = tmp_path / "reference"
+    write_images(folder, photo_crops(("chelsea",), 32, 3))
+    return folder
+
+
+def test_fid_and_kid_on_few_images_warn_that_they_are_not_comparable(tiny_generator, photos, small_reference,
+                                                                     gzoo_main, projected_features):
+    code, out, err = gzoo_main("eval", str(tiny_generator), "--data", str(photos), "--teacher", str(tiny_generator),
+                               "--reference", str(small_reference), "--metrics", "fid,kid", "--max-images", "2")
+    assert code == 0, err
+    assert err.splitlines() == [
+        "gzoo: warning: FID rests on 2 generated images, the papers' horse2zebra protocol uses 120: FID is biased "
+        "upward on fewer images, so this one is not comparable with published FIDs",
+        "gzoo: warning: KID subsets hold 2 images, the protocol's 1000 (torch-fidelity's 100 subsets): with sets "
+        "this small the subsets overlap or are the whole set, so its spread understates the uncertainty",
+        "stored in the results store; `gzoo leaderboard` shows the latest values"]
+    # Enough images for the task's protocol: no warning.
+    from gzoo.evaluation import few_images_warnings
+
+    fid = {"fid": (10.0, {"images": 200})}
+    assert few_images_warnings(fid, "edges2shoes") == [] and few_images_warnings(fid, "map2sat")[0].startswith(
+        "FID rests on 200 generated images, the papers' map2sat protocol uses 1098:")
+    assert "the papers' protocols use 120 (horse2zebra) to 1098 (map2sat)" in few_images_warnings(
+        {"fid": (10.0, {"images": 50})}, None)[0]
+
+
+def test_the_progress_counts_every_image_read_against_the_real_total(tiny_generator, photos, small_reference,
+                                                                     projected_features):
+    for run in ("features computed", "reference features cached"):
+        calls: list[tuple[int, int, str]] = []
+        api.evaluate(tiny_generator, photos, ["kid"], reference=small_reference, max_images=3, batch_size=2,
+                     store=False, progress=lambda *call, seen=calls: seen.append(call))
+        assert {total for _, total, _ in calls} == {3 + 3}, run  # 3 inputs, then the 3 reference images
+        assert all(done <= total for done, total, _ in calls) and calls[-1][:2] == (6, 6), (run, calls)
+        assert [done for done, _, _ in calls] == sorted(done for done, _, _ in calls), run
+
+
+def test_local_inputs_are_checked_before_weights_are_fetched(photos, gzoo_main, tmp_path, gzoo_home):
+    """gan-compression/horse2zebra's weights are on the Hub and not cached: any of these would have exited 1 with a
+    Hub error (this module refuses the network) instead of naming the bad input."""
+    student = "gan-compression/horse2zebra"
+    (tmp_path / "a-file").write_text("")
+    for args, message in [
+        (["--data", str(photos), "--metrics", "fidd"], "unknown metric 'fidd' for this model; choose from fid, kid"),
+        (["--data", str(tmp_path / "nowhere")], f"{tmp_path / 'nowhere'}: no such folder; give a folder of images"),
+        (["--data", str(photos), "--reference", str(tmp_path / "stats.npz")], "stats.npz: no such file"),
+        (["--data", str(photos), "--save-images", str(tmp_path / "a-file")], "a-file is a file; give a folder"),
+        (["--data", str(photos), "--labels", str(tmp_path / "labels")], "labels: no such folder"),
+        (["--data", str(photos), "--teacher", "original/horse2zebar"], "unknown model id 'original/horse2zebar'"),
+        (["--data", str(photos), "--max-images", "0"], "--max-images must be at least 1"),
+    ]:
+        code, out, err = gzoo_main("eval", student, *args)
+        assert (code, out, err.count("\n")) == (2, "", 1), (args, err)
+        assert message in err, (args, err)
+    assert not (gzoo_home / "hub").exists()  # nothing was fetched

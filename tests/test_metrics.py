@@ -1,12 +1,12 @@
 """The MAC counter's two conventions on layers whose counts can be worked out by hand; latency timing."""
 
-import time
 
 import pytest
 import torch
 from torch import nn
 
 from gzoo.metrics import count_macs, count_params, measure_latency
+from gzoo.metrics.latency import median_stable
 from gzoo.metrics.macs import UncountedOperatorError
 from gzoo.models import create_model
 
@@ -91,25 +91,32 @@ def test_latency_runs_within_bounds_and_restores_threads():
     assert torch.get_num_threads() == threads_before
 
 
-def test_a_heavy_model_gets_a_single_timed_run():
-    latency = measure_latency(nn.Conv2d(3, 8, 3), torch.zeros(1, 3, 32, 32), warmup=0, runs=10, min_runs=3,
-                              single_run_above=0.0)
-    assert latency.runs == 1
-
-
 def test_latency_stops_early_on_a_time_budget_but_keeps_the_minimum():
     latency = measure_latency(nn.Conv2d(3, 8, 3), torch.zeros(1, 3, 32, 32), warmup=0, runs=10_000,
                               min_runs=4, max_seconds=0.0)
     assert latency.runs == 4
 
 
-def test_a_heavy_model_gets_one_cold_timed_run():
-    class Slow(nn.Module):
-        def forward(self, x):
-            time.sleep(0.02)
-            return x
+@pytest.mark.parametrize("script, runs, stable, settled", [
+    ([10.0, 10.2, 9.9, 10.1, 10.0], 3, True, True),  # the third run leaves the median where it was: done
+    ([10.0, 30.0] * 6, 6, True, False),  # a stable median over runs spread 100%: shown, never cached
+    ([10.0 * 1.2**i for i in range(12)], 12, False, False),  # slowing down to the end: the median never settles
+])
+def test_timing_until_stable_stops_once_the_median_settles_and_says_when_it_does_not(script, runs, stable, settled,
+                                                                                     monkeypatch):
+    from gzoo.metrics import latency as module
 
-    latency = measure_latency(Slow(), torch.zeros(1), warmup=1, runs=10, single_run_above=0.01)
-    assert (latency.runs, latency.warmup) == (1, 0) and latency.median_ms >= 20
-    light = measure_latency(Slow(), torch.zeros(1), warmup=1, runs=4, max_seconds=0, single_run_above=1.0)
-    assert (light.runs, light.warmup) == (3, 1)
+    timings = iter(script)
+    monkeypatch.setattr(module, "_timed_ms", lambda run: next(timings))
+    measured = measure_latency(nn.Identity(), torch.zeros(1), warmup=0, runs=12, max_seconds=60,
+                               until_stable=True)
+    assert (measured.runs, measured.stable, measured.settled) == (runs, stable, settled)
+    assert measured.spread == pytest.approx(measured.iqr_ms / measured.median_ms)
+    assert measured.as_dict()["settled"] is settled
+
+
+def test_median_stable_compares_with_the_runs_before_the_newest_third():
+    assert not median_stable([10.0, 10.0])  # too few runs to tell
+    assert median_stable([10.0, 10.0, 10.4])  # median 10 either way
+    assert not median_stable([10.0, 12.0, 12.0])  # median 12 against 11 before: 9% > 5%
+    assert median_stable([10.0, 12.0, 12.0], within=0.1)

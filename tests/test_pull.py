@@ -207,3 +207,40 @@ models:
     info = api.directory_info(directory)
     assert info["arch"] == "resnet18" and info["size"]["packed_bytes"] == 1_079_328
     assert info["size"]["dense_bytes"] > 40 * info["size"]["packed_bytes"]
+
+
+def test_an_unreachable_hub_is_one_line_at_once_not_five_retries(tmp_path, monkeypatch, run_gzoo):
+    import time
+
+    from loopback_hub import _free_port, point_hf_hub_at
+
+    endpoint = f"http://127.0.0.1:{_free_port()}"  # nothing listens there: the Hub is down, or we are offline
+    point_hf_hub_at(monkeypatch, endpoint, tmp_path / "hf-home")
+    zoo = zoo_file(tmp_path, hub_weights(None))
+    start = time.monotonic()
+    result = run_gzoo("pull", "gan-compression/horse2zebra", zoo=zoo.path)
+    elapsed = time.monotonic() - start
+    assert result.returncode == 1 and result.stdout == ""
+    assert result.stderr.splitlines() == [
+        f"gzoo: error: gan-compression/horse2zebra: {REPO}/{FILENAME} at revision main: not in the local cache, and "
+        f"the Hub ({endpoint}) cannot be reached ([Errno 111] Connection refused); connect, or point HF_ENDPOINT at a "
+        "reachable mirror"]
+    assert elapsed < 20  # huggingface_hub's own five retries sleep 23 s
+
+
+def test_offline_the_message_names_hf_hub_offline_only_when_it_is_set(tmp_path, monkeypatch):
+    from loopback_hub import set_hf_offline
+    from offline import refuse_network
+
+    refuse_network(monkeypatch)
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    zoo = zoo_file(tmp_path, hub_weights(None))
+    with pytest.raises(GzooError) as unset:
+        api.pull("gan-compression/horse2zebra", zoo=zoo)
+    assert "cannot be reached" in str(unset.value) and "HF_HUB_OFFLINE" not in str(unset.value)
+    set_hf_offline(monkeypatch)
+    with pytest.raises(GzooError) as offline:
+        api.pull("gan-compression/horse2zebra", zoo=zoo)
+    assert str(offline.value).endswith("not in the local cache, and HF_HUB_OFFLINE is set; unset HF_HUB_OFFLINE to "
+                                       "download it")
+    assert unset.value.exit_code == offline.value.exit_code == 1

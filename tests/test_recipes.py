@@ -146,3 +146,15 @@ def test_overrides_apply_and_bad_ones_are_refused(tmp_path):
     assert "'training.lr'" in refused(path, overrides=["training.lr=fast"])
     assert "'training.lamda_recon'" in refused(path, overrides=["training.lamda_recon=1.0"])
     assert "smallest config" in refused(path, overrides=["stages.search.budget=1000000"])
+
+
+def test_a_yaml_syntax_error_names_the_recipe_and_the_line(tmp_path):
+    text = (RECIPES / "gan_compression" / "horse2zebra.yaml").read_text()
+    assert "  crop_size: 256\n" in text
+    broken = tmp_path / "broken.yaml"
+    broken.write_text(text.replace("  crop_size: 256\n", "  crop_size: [256\n", 1))
+    line = text.splitlines().index("  crop_size: 256") + 1
+    message = refused(broken)
+    assert message.startswith(f"recipe {broken}:") and "malformed YAML" in message
+    # PyYAML marks the problem where the unclosed list is noticed: at the broken line or the one after it.
+    assert int(message.split(":")[1]) in (line, line + 1)

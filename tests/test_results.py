@@ -155,4 +155,5 @@ def test_an_unusable_home_is_named(monkeypatch, tmp_path):
     monkeypatch.setenv("GZOO_HOME", str(blocker / "home"))
     with pytest.raises(GzooError, match="set GZOO_HOME to a writable directory") as caught:
         results.record([fid()])
-    assert caught.value.exit_code == 1 and str(blocker) in str(caught.value)
+    assert caught.value.exit_code == 2  # a setting to fix, like any bad input
+    assert f"{blocker} is a file, not a directory" in str(caught.value)

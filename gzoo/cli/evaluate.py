@@ -7,7 +7,7 @@ import typer
 from rich.table import Table
 
 from gzoo.cli.options import JsonOption
-from gzoo.cli.output import print_json, progress_bar, stderr, stdout
+from gzoo.cli.output import note, print_json, progress_bar, stderr, stdout
 
 
 def register(app: typer.Typer) -> None:
@@ -86,6 +86,13 @@ def eval_command(
     if as_json:
         print_json(result)
         return
+    reasons: dict[str, list[str]] = {}
+    for metric, why in result["skipped"].items():
+        reasons.setdefault(why, []).append(metric)
+    for why, skipped in reasons.items():
+        note(f"not measured: {', '.join(skipped)}: {why}")
+    for warning in result["warnings"]:
+        note(f"gzoo: warning: {warning}")
     table = Table("metric", "value", "protocol", title=f"{result['model']} on {result['data']}")
     for metric, value in result["metrics"].items():
         shown = value if isinstance(value, str) else f"{value:.4f}"

@@ -57,8 +57,9 @@ def push(directory: Annotated[Path, typer.Argument(help="A gzoo model directory.
 
 
 def convert(source: Annotated[Path, typer.Argument(help="The original checkpoint file.")],
-            fmt: Annotated[str, typer.Option("--from", help="Its format (listed above).")],
-            output: Annotated[Path, typer.Option("-o", "--output", help="The model directory to write.")],
+            fmt: Annotated[str | None, typer.Option("--from", help="Its format (listed above); required.")] = None,
+            output: Annotated[Path | None, typer.Option("-o", "--output", help="The model directory to write; "
+                                                        "required.")] = None,
             arch: Annotated[str | None, typer.Option(help="Architecture, where the format cannot tell.")] = None,
             arch_args: Annotated[str | None, typer.Option("--arch-args", help='JSON, e.g. \'{"ngf": 16}\'.')] = None,
             config: Annotated[str | None, typer.Option(help="GAN Compression config string, e.g. "

@@ -37,11 +37,19 @@ def list_command(method: MethodOption = None, task: TaskOption = None, as_json: 
     if as_json:
         print_json(models)
         return
+    if not models:
+        return nothing_matched(method, task)
     table = Table("id", "method", "task", "arch", "params", "MACs (paper)", "teacher")
     for m in models:
         table.add_row(m["id"], m["method"], m["task"], m["arch"], human(m["params"]), human(m["macs_paper"]),
                       m["teacher"] or "-")
     stdout.print(table)
+
+
+def nothing_matched(method: str | None, task: str | None) -> None:
+    """The line for filters that match no entry (a result, not an error: exit 0), instead of an empty table."""
+    asked = " and ".join(f"{name} '{value}'" for name, value in (("method", method), ("task", task)) if value)
+    note(f"no zoo entry has {asked}; `gzoo list` shows every entry")
 
 
 def info(model_id: Annotated[str, typer.Argument(help="A zoo id (e.g. gan-compression/horse2zebra) or a "
@@ -90,6 +98,8 @@ def leaderboard(method: MethodOption = None, task: TaskOption = None,
                 plot: Annotated[Path | None, typer.Option(
                     "--plot", help="Also draw quality against cost to this file (.png, .svg, ...; one file per task "
                     "when several: FILE-TASK.png). Needs pip install 'gzoo[plot]'.")] = None,
+                remeasure: Annotated[bool, typer.Option("--remeasure", help="Time every latency again instead of "
+                                                        "reading the cached ones.")] = False,
                 ) -> None:
     """Measure every zoo entry on this machine and show it beside the published numbers."""
     from gzoo import api, report
@@ -101,7 +111,9 @@ def leaderboard(method: MethodOption = None, task: TaskOption = None,
     if plot:
         plots.check_plot_path(plot)
     with progress_bar("measuring") as advance:
-        board = api.leaderboard(method, task, progress=advance)
+        board = api.leaderboard(method, task, progress=advance, remeasure=remeasure)
+    if not board["rows"] and fmt in ("table", "md"):
+        return nothing_matched(method, task)
     figures = plots.task_figures(board) if plot else None
     files = plots.plot_files(board, plot, figures) if plot else {}
     if fmt == "table" and output is None:

@@ -15,10 +15,12 @@ from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
     Progress,
+    Task,
     TextColumn,
     TimeElapsedColumn,
     TimeRemainingColumn,
 )
+from rich.text import Text
 
 from gzoo.report.numbers import human
 
@@ -51,15 +53,21 @@ def wide_console() -> Console:
     return stdout if stdout.is_terminal else Console(width=200)
 
 
+class _Count(MofNCompleteColumn):
+    """'done/total', and nothing while the total is not known yet (rich would show '0/?')."""
+
+    def render(self, task: Task) -> Text:
+        return Text("") if task.total is None else super().render(task)
+
+
 @contextmanager
 def progress_bar(description: str) -> Iterator:
     """A transient rich progress bar on stderr, advanced by the API's (done, total, label) callback.
 
     Only on a terminal: in logs and pipes it would leave blank lines around error messages.
     """
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  TextColumn("ETA"), TimeRemainingColumn(), console=stderr, transient=True,
-                  disable=not stderr.is_terminal) as bar:
+    with Progress(TextColumn("{task.description}"), BarColumn(), _Count(), TimeElapsedColumn(), TextColumn("ETA"),
+                  TimeRemainingColumn(), console=stderr, transient=True, disable=not stderr.is_terminal) as bar:
         job = bar.add_task(description, total=None)
 
         def advance(done: int, total: int, label: str) -> None:

@@ -28,7 +28,7 @@ import yaml
 from gzoo.compress.engine import TrainingSettings
 from gzoo.compress.method import METHODS, Method
 from gzoo.compress.settings import LAYOUTS, DataSettings, EvaluateSettings, StageSettings
-from gzoo.errors import GzooError, closest
+from gzoo.errors import GzooError, closest, malformed_yaml
 
 HEAD = ("method", "task", "teacher", "source")  # plain values; every other top-level key is a section
 
@@ -69,7 +69,7 @@ def load_recipe(path: str | Path, overrides: list[str] = (), teacher: str | None
     except FileNotFoundError:
         raise GzooError(f"recipe {path} does not exist; see recipes/ for the shipped ones") from None
     except yaml.YAMLError as err:
-        raise GzooError(f"recipe {path} is not valid YAML: {str(err).splitlines()[0]}") from None
+        raise malformed_yaml(path, err, "recipe ") from None
     if not isinstance(document, dict):
         raise GzooError(f"recipe {path} must be a YAML mapping of sections (method, teacher, data, ...)")
     document = copy.deepcopy(document)

@@ -23,10 +23,12 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from gzoo.errors import GzooError
+from gzoo.errors import GzooError, missing_extra
 
 RUNTIMES = ("eager", "onnxruntime")
 ONNX_TOLERANCE = 1e-4  # max abs difference between ONNX Runtime's output and eager PyTorch's
+STABLE_WITHIN = 0.05  # a median is stable when the newest third of the runs moved it by at most 5%
+SPREAD_LIMIT = 0.10  # a timing whose IQR is above 10% of its median is too noisy to keep
 
 
 @dataclass(frozen=True)
@@ -40,37 +42,53 @@ class Latency:
     runtime: str = "eager"
     device: str = "cpu"
     peak_memory_mb: float | None = None  # see the module's docstring for what it measures
+    stable: bool = False  # the median had stopped moving (``median_stable``) when timing ended
+    spread: float = 0.0  # IQR / median
+
+    @property
+    def settled(self) -> bool:
+        """Trustworthy enough to keep and show as a plain number: a stable median and a spread within 10%."""
+        return self.stable and self.spread <= SPREAD_LIMIT
 
     def as_dict(self) -> dict:
-        return asdict(self)
+        return {**asdict(self), "settled": self.settled}
 
 
 def measure_latency(model: nn.Module, example: torch.Tensor, warmup: int = 2, runs: int = 20,
                     min_runs: int = 3, max_seconds: float = 3.0, threads: int | None = None,
-                    single_run_above: float | None = None, runtime: str = "eager") -> Latency:
+                    runtime: str = "eager", until_stable: bool = False) -> Latency:
     """Time ``model(example)`` in ``runtime`` (eager PyTorch, or ONNX Runtime on the CPU).
 
     Runs ``warmup`` untimed passes, then up to ``runs`` timed ones, stopping early once ``min_runs`` are
-    done and ``max_seconds`` have passed (so heavy models do not stall a leaderboard). A model whose
-    first pass takes over ``single_run_above`` seconds gets only that pass, timed cold (``runs`` 1,
-    ``warmup`` 0): for such models the first pass is within run-to-run noise of later ones.
+    done and ``max_seconds`` have passed (so heavy models do not stall a leaderboard), or, ``until_stable``,
+    as soon as ``min_runs`` are done and the median is stable. ``stable`` says whether the median had stopped
+    moving when timing ended; a first, cold pass is never timed unless ``warmup`` is 0.
 
     Timings assume an otherwise idle machine: with every core busy elsewhere, PyTorch's spinning worker
     threads make small-op networks (mobile generators) several times slower.
     """
     threads = threads or torch.get_num_threads()
     with _runner(model, example, runtime, threads) as run, _PeakMemory(example.device) as memory:
-        first = _timed_ms(run)
-        if single_run_above is not None and first > 1000 * single_run_above:
-            times, warmup = [first], 0
-        else:
-            times = [] if warmup else [first]
-            for _ in range(warmup - 1):
-                run()
-            start = time.perf_counter()
-            while len(times) < runs and (len(times) < min_runs or time.perf_counter() - start < max_seconds):
-                times.append(_timed_ms(run))
+        for _ in range(warmup):
+            run()
+        times: list[float] = []
+        start = time.perf_counter()
+        while len(times) < runs:
+            if len(times) >= min_runs and (time.perf_counter() - start >= max_seconds
+                                           or until_stable and median_stable(times)):
+                break
+            times.append(_timed_ms(run))
     return _summary(times, warmup, threads, example, runtime, memory.megabytes)
+
+
+def median_stable(times: Sequence[float], within: float = STABLE_WITHIN) -> bool:
+    """Whether the median of ``times`` no longer moves: at least three runs, and the median of all of them within
+    ``within`` (relative) of the median of the runs before the newest third."""
+    if len(times) < 3:
+        return False
+    earlier = times[:len(times) - max(1, len(times) // 3)]
+    median = statistics.median(times)
+    return abs(median - statistics.median(earlier)) <= within * median
 
 
 def measure_onnx_latency(model: nn.Module, example: torch.Tensor, **protocol) -> Latency:
@@ -144,7 +162,7 @@ def export_onnx(model: nn.Module, example: torch.Tensor, path: Path) -> Path:
     try:
         program = torch.onnx.export(model, (example,), dynamo=True, verbose=False)
     except ModuleNotFoundError as err:
-        raise GzooError(f"ONNX export needs {err.name}: pip install onnxscript") from None
+        raise missing_extra("ONNX export", "onnx", err.name or "a module") from None
     except Exception as err:  # torch.export and the ONNX translation fail in many ways; all mean "not exportable"
         raise GzooError(f"torch.onnx cannot export {type(model).__name__}: {str(err).strip().splitlines()[0]}; "
                         "time it with --runtime eager", exit_code=1) from None
@@ -224,15 +242,16 @@ def _import_onnxruntime():
     try:
         import onnxruntime
     except ImportError:
-        raise GzooError("the onnxruntime runtime needs ONNX Runtime: pip install onnxruntime") from None
+        raise missing_extra("the onnxruntime runtime", "onnx", "onnxruntime") from None
     return onnxruntime
 
 
 def _summary(times: list[float], warmup: int, threads: int, example: torch.Tensor, runtime: str,
              peak_memory_mb: float | None) -> Latency:
     quartiles = statistics.quantiles(times, n=4) if len(times) > 1 else [times[0]] * 3
-    return Latency(statistics.median(times), quartiles[2] - quartiles[0], len(times), warmup, threads,
-                   example.shape[0], runtime, str(example.device), peak_memory_mb)
+    median, iqr = statistics.median(times), quartiles[2] - quartiles[0]
+    return Latency(median, iqr, len(times), warmup, threads, example.shape[0], runtime, str(example.device),
+                   peak_memory_mb, median_stable(times), iqr / median if median > 0 else 0.0)
 
 
 def _timed_ms(run: Callable[[], object]) -> float:

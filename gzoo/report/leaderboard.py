@@ -30,7 +30,7 @@ def cells(row: dict, footnotes: list[str]) -> list[str]:
         latency = "not measurable yet"
     else:
         macs_paper = human(row["macs_paper"])
-        latency = f"{row['latency_ms']:.1f}" + ("*" if row["latency_runs"] < 3 else "")
+        latency = f"{row['latency_ms']:.1f}" + ("" if row["latency_settled"] else " ~")
     return [
         row["id"], row["method"], row["task"], row["input"], human(row["params"]), human(row["macs"]),
         macs_paper, latency,
@@ -43,21 +43,24 @@ def cells(row: dict, footnotes: list[str]) -> list[str]:
 
 
 def measured_cell(row: dict) -> str:
-    """'fid 71.25 †' (the dagger: not the paper's protocol), or '-'."""
+    """'fid 71.25 (120 images) †' (the number of images it rests on; the dagger: not the paper's protocol), or
+    '-'."""
     metric = row["measured_headline"]
     if metric is None:
         return "-"
     measured = row["measured"][metric]
     value = measured["value"]  # "inf" for the PSNR of identical images
+    images = measured["protocol"].get("images")
     return f"{metric} {value if isinstance(value, str) else f'{value:.4g}'}" + (
-        " †" if measured["protocol_differs"] else "")
+        f" ({images} images)" if images else "") + (" †" if measured["protocol_differs"] else "")
 
 
 def notes(board: dict, footnotes: list[str]) -> list[str]:
     """The caption under the table: where it was measured, what the columns mean, the sources."""
     return [
         f"Measured here: {board['cpu']}, {board['threads']} threads, torch {board['torch_version']}, "
-        f"gzoo {board['gzoo_version']}; CPU ms: {board['latency']} (* fewer than 3 timed runs: a heavy model). "
+        f"gzoo {board['gzoo_version']}; CPU ms: {board['latency']} (~ not settled: the median did not settle or "
+        "the runs spread over 10%; such a timing is not cached, and `--remeasure` times every one again). "
         "MACs paper: the torchprofile convention the papers published. 'not measurable yet': the exact "
         "architecture is unknown (e.g. widths found by pruning). 'measured': the newest value in the results "
         f"store {board['results_store']}; † measured under another protocol than the paper's, so not comparable "

@@ -68,14 +68,18 @@ def _remove_download(path: Path) -> None:
 
 
 def _from_hub(model_id: str, spec: dict, revision: str | None) -> Path:
+    from huggingface_hub import constants, hf_hub_download, try_to_load_from_cache
     from huggingface_hub import errors as hub_errors
-    from huggingface_hub import hf_hub_download
 
     repo, filename = spec["repo_id"], spec["filename"]
     revision = revision or spec["revision"]
     where = f"{model_id}: {repo}/{filename} at revision {revision}"
+    cache = gzoo_home() / "hub"
     try:
-        return Path(hf_hub_download(repo, filename, revision=revision, cache_dir=gzoo_home() / "hub"))
+        if not constants.HF_HUB_OFFLINE and not isinstance(
+                try_to_load_from_cache(repo, filename, cache_dir=cache, revision=revision), str):
+            _reach_hub(repo, filename, revision, where)
+        return Path(hf_hub_download(repo, filename, revision=revision, cache_dir=cache))
     except hub_errors.GatedRepoError:
         raise GzooError(f"{where}: the repository is gated; accept its terms on the Hub and log in "
                         "(`hf auth login` or HF_TOKEN)", exit_code=1) from None
@@ -85,13 +89,33 @@ def _from_hub(model_id: str, spec: dict, revision: str | None) -> Path:
     except hub_errors.RevisionNotFoundError:
         raise GzooError(f"{where}: no such revision; pass an existing one with --revision", exit_code=1) from None
     except hub_errors.LocalEntryNotFoundError:  # a subclass of EntryNotFoundError: first
-        raise GzooError(f"{where}: not in the local cache and the Hub cannot be reached (offline?); connect, "
-                        "or unset HF_HUB_OFFLINE", exit_code=1) from None
+        if constants.HF_HUB_OFFLINE:
+            raise GzooError(f"{where}: not in the local cache, and HF_HUB_OFFLINE is set; unset HF_HUB_OFFLINE to "
+                            "download it", exit_code=1) from None
+        raise GzooError(f"{where}: not in the local cache, and the Hub ({constants.ENDPOINT}) cannot be reached; "
+                        "connect, or point HF_ENDPOINT at a reachable mirror", exit_code=1) from None
     except hub_errors.EntryNotFoundError:
         raise GzooError(f"{where}: the file is not in the repository; zoo.yaml may be out of date",
                         exit_code=1) from None
     except (hub_errors.HfHubHTTPError, OSError) as err:
         raise GzooError(f"{where}: download failed: {str(err).splitlines()[0]}", exit_code=1) from None
+
+
+def _reach_hub(repo: str, filename: str, revision: str, where: str) -> None:
+    """One request for the file's metadata, without retries: unreachable, the pull stops with one line at once.
+
+    huggingface_hub itself retries a file missing from its cache five times, 23 s, printing a line each time.
+    """
+    from huggingface_hub import constants, get_hf_file_metadata, hf_hub_url
+    from huggingface_hub import errors as hub_errors
+
+    try:
+        get_hf_file_metadata(hf_hub_url(repo, filename, revision=revision))
+    except hub_errors.HfHubHTTPError:
+        return  # the Hub answered: the download reports what it said
+    except _network_errors() as err:
+        raise GzooError(f"{where}: not in the local cache, and the Hub ({constants.ENDPOINT}) cannot be reached "
+                        f"({err}); connect, or point HF_ENDPOINT at a reachable mirror", exit_code=1) from None
 
 
 def _from_url(model_id: str, url: str, sha256: str | None, progress: Progress | None) -> Path:

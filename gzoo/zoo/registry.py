@@ -8,7 +8,7 @@ from typing import Any
 
 import yaml
 
-from gzoo.errors import GzooError, closest
+from gzoo.errors import GzooError, closest, malformed_yaml
 from gzoo.zoo.architectures import architecture_catalogue
 
 DEFAULT_ZOO = Path(__file__).resolve().parent.parent / "zoo.yaml"
@@ -104,10 +104,7 @@ def load_zoo(path: Path | None = None) -> Zoo:
         finally:
             loader.dispose()
     except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        where = f"{path}:{mark.line + 1}" if mark else str(path)
-        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
-        raise GzooError(f"{where}: malformed YAML: {problem}; fix the syntax at that line") from None
+        raise malformed_yaml(path, err) from None
     return _Validator(path).zoo(document)
 
 

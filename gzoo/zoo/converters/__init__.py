@@ -5,9 +5,9 @@ A converter is a function ``(source, arch, arch_args) -> Converted`` registered 
 """
 
 from gzoo.errors import GzooError, closest
-from gzoo.zoo.converters.base import CONVERTERS, Converted, Converter
+from gzoo.zoo.converters.base import CONVERTERS, Converted, Converter, check_source
 
-__all__ = ["Converted", "Converter", "formats", "get_converter"]
+__all__ = ["Converted", "Converter", "check_source", "formats", "get_converter"]
 
 
 def formats() -> list[str]:

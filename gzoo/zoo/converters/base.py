@@ -35,6 +35,29 @@ def register_converter(name: str) -> Callable[[Converter], Converter]:
     return register
 
 
+# The first bytes of what torch.save writes: a zip archive (PyTorch >= 1.6), or a pickle (protocol 2 and up).
+PICKLE_MAGIC = (b"PK\x03\x04", b"\x80")
+
+
+def check_source(path: Path) -> None:
+    """Refuse, with one line, a source that is no checkpoint of any format: missing, a folder, an image."""
+    path = Path(path)
+    if not path.exists():
+        raise GzooError(f"checkpoint {path} does not exist; give the path of the original's checkpoint file")
+    if path.is_dir():
+        raise GzooError(f"{path} is a folder, not a checkpoint; give the checkpoint file inside it (e.g. "
+                        "latest_net_G.pth)")
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as image:
+            kind = image.format
+    except (OSError, UnidentifiedImageError):
+        return
+    raise GzooError(f"{path} is a {kind} image, not a checkpoint; give the original's weights file (.pth, "
+                    ".safetensors, .onnx); images go to `gzoo eval --data` or `gzoo fid`")
+
+
 def read_checkpoint(path: Path) -> dict[str, torch.Tensor]:
     """Tensors of a checkpoint: safetensors, or a pickle read with ``weights_only=True`` only.
 
@@ -60,6 +83,15 @@ def read_checkpoint(path: Path) -> dict[str, torch.Tensor]:
 
 def read_pickle(path: Path) -> Any:
     """``torch.load(weights_only=True)``: plain containers and tensors only, never code."""
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(4)
+    except OSError as err:
+        raise GzooError(f"cannot read checkpoint {path}: {err.strerror}") from None
+    if not head.startswith(PICKLE_MAGIC):
+        what = "it is empty" if not head else f"it starts with {head!r}, not as torch.save writes a file"
+        raise GzooError(f"{path} is not a PyTorch checkpoint ({what}); give a .pth file saved by torch.save, or "
+                        "check --from")
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:

@@ -10,7 +10,7 @@ from typing import Any
 
 import torch
 
-from gzoo.errors import GzooError
+from gzoo.errors import GzooError, missing_extra
 from gzoo.zoo.converters.base import Converted, register_converter
 
 ARCH = "conditional_style_net"
@@ -26,7 +26,7 @@ def read_initializers(source: Path) -> dict[str, torch.Tensor]:
         import onnx
         from onnx import numpy_helper
     except ImportError:
-        raise GzooError("--from onnx-style needs the onnx package: pip install onnx") from None
+        raise missing_extra("--from onnx-style", "onnx", "onnx") from None
     if not Path(source).is_file():
         raise GzooError(f"ONNX file {source} does not exist; give the path of a .onnx file")
     try:

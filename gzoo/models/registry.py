@@ -19,6 +19,12 @@ def register_model(fn: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
     return fn
 
 
+def value_range(model: nn.Module) -> tuple[float, float]:
+    """The range of the pixel values a generator takes and gives: [-1, 1] unless its class sets ``value_range``."""
+    low, high = getattr(model, "value_range", (-1.0, 1.0))
+    return float(low), float(high)
+
+
 def list_architectures() -> list[str]:
     return sorted(_ARCHITECTURES)
 

@@ -4,7 +4,6 @@ Every checkpoint format is converted into this once; loading it never unpickles 
 """
 
 import json
-import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -15,6 +14,7 @@ from torch import nn
 
 from gzoo import __version__
 from gzoo.errors import GzooError
+from gzoo.paths import publish_directory
 
 WEIGHTS = "model.safetensors"
 CONFIG = "config.json"
@@ -44,19 +44,7 @@ def save_model_dir(directory: Path, state_dict: dict[str, torch.Tensor], config:
         save_file(tensors, str(staging / WEIGHTS))
         (staging / CONFIG).write_text(json.dumps({"gzoo_version": __version__, **config}, indent=2) + "\n")
         (staging / CARD).write_text(card or model_card(config, reported=config.get("reported") or ()))
-        # mkdtemp makes a private directory; give the result the permissions of any file the user creates.
-        umask = os.umask(0)
-        os.umask(umask)
-        for path in (staging, *staging.iterdir()):
-            path.chmod((0o777 if path.is_dir() else 0o666) & ~umask)
-        if directory.exists():
-            retired = directory.with_name(f".{directory.name}.old")
-            shutil.rmtree(retired, ignore_errors=True)
-            os.replace(directory, retired)
-            os.replace(staging, directory)
-            shutil.rmtree(retired, ignore_errors=True)
-        else:
-            os.replace(staging, directory)
+        publish_directory(staging, directory)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return directory

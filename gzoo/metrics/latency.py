@@ -1,4 +1,11 @@
-"""Latency and peak memory of a model in eager PyTorch or ONNX Runtime: median (and IQR) of timed runs after warm-up.
+"""Latency and peak memory of a model in eager PyTorch, ONNX Runtime or OpenVINO (fp32 or NNCF int8): median (and IQR)
+of timed runs after warm-up.
+
+``openvino-int8`` quantizes every layer NNCF quantizes by default, calibrated on real photos (scikit-image's, at the
+example's size; a model of other inputs, on the example) unless calibration inputs are given: the fastest int8 the
+model has. ``gzoo export --int8`` may keep
+instance norms in float for accuracy (``gzoo.metrics.openvino.quantize_int8``); time its output by handing the
+quantized ``openvino.Model`` itself to ``measure_interleaved``.
 
 Peak memory is what a model's passes add on top of what the process already holds:
 
@@ -25,7 +32,8 @@ from torch import nn
 
 from gzoo.errors import GzooError
 
-RUNTIMES = ("eager", "onnxruntime")
+RUNTIMES = ("eager", "onnxruntime", "openvino", "openvino-int8")
+OPENVINO_RUNTIMES = ("openvino", "openvino-int8")
 ONNX_TOLERANCE = 1e-4  # max abs difference between ONNX Runtime's output and eager PyTorch's
 
 
@@ -47,8 +55,9 @@ class Latency:
 
 def measure_latency(model: nn.Module, example: torch.Tensor, warmup: int = 2, runs: int = 20,
                     min_runs: int = 3, max_seconds: float = 3.0, threads: int | None = None,
-                    single_run_above: float | None = None, runtime: str = "eager") -> Latency:
-    """Time ``model(example)`` in ``runtime`` (eager PyTorch, or ONNX Runtime on the CPU).
+                    single_run_above: float | None = None, runtime: str = "eager",
+                    calibration: torch.Tensor | None = None) -> Latency:
+    """Time ``model(example)`` in ``runtime`` (eager PyTorch, or ONNX Runtime or OpenVINO on the CPU).
 
     Runs ``warmup`` untimed passes, then up to ``runs`` timed ones, stopping early once ``min_runs`` are
     done and ``max_seconds`` have passed (so heavy models do not stall a leaderboard). A model whose
@@ -59,7 +68,7 @@ def measure_latency(model: nn.Module, example: torch.Tensor, warmup: int = 2, ru
     threads make small-op networks (mobile generators) several times slower.
     """
     threads = threads or torch.get_num_threads()
-    with _runner(model, example, runtime, threads) as run, _PeakMemory(example.device) as memory:
+    with _runner(model, example, runtime, threads, calibration) as run, _PeakMemory(example.device) as memory:
         first = _timed_ms(run)
         if single_run_above is not None and first > 1000 * single_run_above:
             times, warmup = [first], 0
@@ -78,22 +87,30 @@ def measure_onnx_latency(model: nn.Module, example: torch.Tensor, **protocol) ->
     return measure_latency(model, example, runtime="onnxruntime", **protocol)
 
 
-def measure_interleaved(models: Sequence[nn.Module], examples: Sequence[torch.Tensor], runtime: str = "eager",
-                        threads: int | None = None, runs: int = 10, rounds: int = 5,
-                        progress: Callable[[int, int], None] | None = None) -> list[Latency]:
+def measure_interleaved(models: Sequence[nn.Module], examples: Sequence[torch.Tensor],
+                        runtime: str | Sequence[str] = "eager", threads: int | None = None, runs: int = 10,
+                        rounds: int = 5, progress: Callable[[int, int], None] | None = None,
+                        calibration: Sequence[torch.Tensor | None] | None = None) -> list[Latency]:
     """Time several models in alternating turns (A, B, A, B, ...), so machine drift hits them all alike.
+
+    ``runtime`` is one for all models or one per model (a model in several runtimes is then one entry per
+    runtime); ``calibration``, one per model, holds the openvino-int8 calibration inputs (None: real photos).
+    A model may be an ``openvino.Model`` (already converted, maybe quantized) for the OpenVINO runtimes.
 
     Each model gets ``runs`` timed passes spread over up to ``rounds`` turns; every turn starts with one
     untimed pass, which absorbs what the previous model's turn left behind (caches, waking threads).
     ``progress(done, total)`` counts timed passes.
     """
     threads = threads or torch.get_num_threads()
+    runtimes = [runtime] * len(models) if isinstance(runtime, str) else list(runtime)
+    calibration = list(calibration) if calibration is not None else [None] * len(models)
     per_turn = max(1, runs // rounds)
     times: list[list[float]] = [[] for _ in models]
     peaks: list[list[float]] = [[] for _ in models]
     warmups = [0] * len(models)
     with ExitStack() as stack:
-        runners = [stack.enter_context(_runner(m, x, runtime, threads)) for m, x in zip(models, examples, strict=True)]
+        runners = [stack.enter_context(_runner(m, x, r, threads, c))
+                   for m, x, r, c in zip(models, examples, runtimes, calibration, strict=True)]
         while len(times[-1]) < runs:
             for i, run in enumerate(runners):
                 with _PeakMemory(examples[i].device) as memory:
@@ -104,8 +121,8 @@ def measure_interleaved(models: Sequence[nn.Module], examples: Sequence[torch.Te
                     peaks[i].append(memory.megabytes)
                 if progress:
                     progress(sum(map(len, times)), runs * len(models))
-    return [_summary(t, w, threads, x, runtime, max(p, default=None))
-            for t, w, x, p in zip(times, warmups, examples, peaks, strict=True)]
+    return [_summary(t, w, threads, x, r, max(p, default=None))
+            for t, w, x, r, p in zip(times, warmups, examples, runtimes, peaks, strict=True)]
 
 
 def onnx_session(model: nn.Module, example: torch.Tensor, threads: int | None = None,
@@ -118,14 +135,10 @@ def onnx_session(model: nn.Module, example: torch.Tensor, threads: int | None = 
     """
     ort = _import_onnxruntime()
     model = model.eval()
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads or torch.get_num_threads()
-    options.inter_op_num_threads = 1  # generators are one chain of ops: nothing to run side by side
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     with tempfile.TemporaryDirectory(prefix="gzoo-onnx-") as directory:
         path = Path(directory) / "model.onnx"
         export_onnx(model, example, path)
-        session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        session = ort_session(path, threads)
     with torch.inference_mode():
         expected = model(example).cpu().numpy()
     # Shrinking the arena after this check run lets the timed passes' peak memory show what they need.
@@ -139,10 +152,22 @@ def onnx_session(model: nn.Module, example: torch.Tensor, threads: int | None = 
     return session
 
 
+def ort_session(path: Path, threads: int | None = None):
+    """An ONNX Runtime CPU session of the ONNX file at ``path``, all graph optimisations on, ``threads`` threads."""
+    ort = _import_onnxruntime()
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads or torch.get_num_threads()
+    options.inter_op_num_threads = 1  # generators are one chain of ops: nothing to run side by side
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
 def export_onnx(model: nn.Module, example: torch.Tensor, path: Path) -> Path:
-    """Export ``model`` for inputs shaped like ``example`` to an ONNX file (torch.export-based exporter)."""
+    """Export ``model`` for inputs shaped like ``example`` to an ONNX file (torch.export-based exporter), its input
+    named ``input`` and its output ``output``."""
     try:
-        program = torch.onnx.export(model, (example,), dynamo=True, verbose=False)
+        program = torch.onnx.export(model, (example,), dynamo=True, verbose=False, input_names=["input"],
+                                    output_names=["output"])
     except ModuleNotFoundError as err:
         raise GzooError(f"ONNX export needs {err.name}: pip install onnxscript") from None
     except Exception as err:  # torch.export and the ONNX translation fail in many ways; all mean "not exportable"
@@ -153,8 +178,12 @@ def export_onnx(model: nn.Module, example: torch.Tensor, path: Path) -> Path:
 
 
 @contextmanager
-def _runner(model: nn.Module, example: torch.Tensor, runtime: str, threads: int) -> Iterator[Callable[[], object]]:
+def _runner(model: nn.Module, example: torch.Tensor, runtime: str, threads: int,
+            calibration: torch.Tensor | None = None) -> Iterator[Callable[[], object]]:
     """One pass of ``model`` on ``example`` in ``runtime`` as a zero-argument callable, set up for ``threads``."""
+    if runtime in OPENVINO_RUNTIMES:
+        yield _openvino_runner(model, example, runtime, threads, calibration)
+        return
     if runtime == "onnxruntime":
         if example.device.type != "cpu":
             raise GzooError(f"ONNX Runtime runs on the CPU here, not {example.device}; move the input to the CPU")
@@ -178,6 +207,26 @@ def _runner(model: nn.Module, example: torch.Tensor, runtime: str, threads: int)
         yield run
     finally:
         torch.set_num_threads(previous_threads)
+
+
+def _openvino_runner(model, example: torch.Tensor, runtime: str, threads: int,
+                     calibration: torch.Tensor | None) -> Callable[[], object]:
+    from gzoo.metrics import openvino
+
+    if example.device.type != "cpu":
+        raise GzooError(f"OpenVINO runs on the CPU here, not {example.device}; move the input to the CPU")
+    if not isinstance(model, nn.Module):  # an openvino.Model, converted (and quantized) by the caller
+        compiled, feed = openvino.compile_model(model, threads), example.numpy()
+        return lambda: compiled(feed)
+    int8 = runtime == "openvino-int8"
+    if int8 and calibration is None and example.shape[1] != 3:
+        calibration = example[:1]  # not an RGB image (a GauGAN label map): calibrated on the timed input itself
+    elif int8 and calibration is None:
+        from gzoo.data.photos import SKIMAGE_PHOTOS, skimage_inputs
+        from gzoo.models import value_range
+
+        calibration = skimage_inputs(SKIMAGE_PHOTOS, *example.shape[2:], value_range(model))
+    return openvino.session(model, example, threads, int8, calibration)
 
 
 class _PeakMemory:

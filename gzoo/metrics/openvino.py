@@ -14,9 +14,11 @@ the calibration inputs.
 """
 
 import math
+import os
 import tempfile
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager, redirect_stdout
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -147,9 +149,26 @@ def quantize(ov_model, calibration: torch.Tensor, float_norms: Sequence[str] = (
     dataset = nncf.Dataset([x[None].numpy() for x in calibration])
     ignored = nncf.IgnoredScope(names=list(float_norms)) if float_norms else None
     try:
-        return nncf.quantize(ov_model, dataset, subset_size=len(calibration), ignored_scope=ignored)
+        with _quiet_nncf(nncf):
+            return nncf.quantize(ov_model, dataset, subset_size=len(calibration), ignored_scope=ignored)
     except Exception as err:
         raise GzooError(f"NNCF cannot quantize the model: {_first_line(err)}", exit_code=1) from None
+
+
+@contextmanager
+def _quiet_nncf(nncf) -> Iterator[None]:
+    """NNCF logs each ignored node and draws progress bars on stdout, which belongs to `--json`: silence both."""
+    import logging
+
+    from nncf.common.logging.logger import nncf_logger
+
+    level = nncf_logger.level
+    nncf.set_log_level(logging.ERROR)
+    try:
+        with open(os.devnull, "w") as devnull, redirect_stdout(devnull):
+            yield
+    finally:
+        nncf.set_log_level(level)
 
 
 @dataclass

@@ -36,6 +36,7 @@ CARD = "README.md"
 CHECK_PHOTO = "astronaut"
 MAX_CALIBRATION = 300  # images read from a calibration folder at most (NNCF's default subset size)
 Progress = Callable[[int, int, str], None]
+NOT_WRITTEN = "nothing was written"
 
 
 def export(model: nn.Module, fmt: str, output: Path, input_size: tuple[int, int], *, source: dict[str, Any],
@@ -89,7 +90,7 @@ def export(model: nn.Module, fmt: str, output: Path, input_size: tuple[int, int]
             layers = ov_runtime.runtime_precisions(compiled)
         if not difference <= tolerance:
             raise GzooError(f"the {fmt} export of {type(model).__name__} differs from eager PyTorch by "
-                            f"{difference:.3g} on a real photo (tolerance {tolerance:g}); nothing was written",
+                            f"{difference:.3g} on a real photo (tolerance {tolerance:g}); {NOT_WRITTEN}",
                             exit_code=1)
         config: dict[str, Any] = {
             "gzoo_version": __version__, "format": fmt, "files": list(FILES[fmt]), "int8": int8,
@@ -120,7 +121,7 @@ def export(model: nn.Module, fmt: str, output: Path, input_size: tuple[int, int]
 def _onnx(model: nn.Module, example: torch.Tensor, staging: Path, threads: int | None) -> float:
     """Export to ``staging/model.onnx`` and return the file's max abs difference from eager in ONNX Runtime."""
     path = staging / "model.onnx"
-    export_onnx(model, example, path)
+    export_onnx(model, example, path, advice=NOT_WRITTEN)
     session = ort_session(path, threads)
     got = session.run(None, {"input": example.numpy()})[0]
     with torch.inference_mode():
@@ -132,7 +133,7 @@ def _openvino(model: nn.Module, example: torch.Tensor, staging: Path, threads: i
     how it was converted, the compiled IR, the converted model)."""
     ov = ov_runtime.import_openvino()
     with tempfile.TemporaryDirectory(prefix="gzoo-export-") as scratch:
-        ov_model, how = ov_runtime.convert(model, example, Path(scratch) / "model.onnx")
+        ov_model, how = ov_runtime.convert(model, example, Path(scratch) / "model.onnx", advice=NOT_WRITTEN)
     ov_model.inputs[0].get_tensor().set_names({"input"})
     ov.save_model(ov_model, str(staging / "model.xml"), compress_to_fp16=False)
     compiled = ov_runtime.compile_model(ov.Core().read_model(str(staging / "model.xml")), threads)

@@ -162,9 +162,10 @@ def ort_session(path: Path, threads: int | None = None):
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
-def export_onnx(model: nn.Module, example: torch.Tensor, path: Path) -> Path:
+def export_onnx(model: nn.Module, example: torch.Tensor, path: Path,
+                advice: str = "time it with --runtime eager") -> Path:
     """Export ``model`` for inputs shaped like ``example`` to an ONNX file (torch.export-based exporter), its input
-    named ``input`` and its output ``output``."""
+    named ``input`` and its output ``output``; ``advice`` ends the error of a model that does not export."""
     try:
         program = torch.onnx.export(model, (example,), dynamo=True, verbose=False, input_names=["input"],
                                     output_names=["output"])
@@ -172,7 +173,7 @@ def export_onnx(model: nn.Module, example: torch.Tensor, path: Path) -> Path:
         raise GzooError(f"ONNX export needs {err.name}: pip install onnxscript") from None
     except Exception as err:  # torch.export and the ONNX translation fail in many ways; all mean "not exportable"
         raise GzooError(f"torch.onnx cannot export {type(model).__name__}: {str(err).strip().splitlines()[0]}; "
-                        "time it with --runtime eager", exit_code=1) from None
+                        f"{advice}", exit_code=1) from None
     program.save(str(path))
     return path
 

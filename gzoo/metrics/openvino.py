@@ -67,10 +67,12 @@ def max_difference(got: np.ndarray, expected: np.ndarray) -> float:
     return math.inf if math.isnan(difference) else difference
 
 
-def convert(model: nn.Module, example: torch.Tensor, onnx_path: Path | None = None):
+def convert(model: nn.Module, example: torch.Tensor, onnx_path: Path | None = None,
+            advice: str = "time it with --runtime eager"):
     """``(openvino.Model, how)`` of ``model`` for inputs shaped like ``example``; ``how`` is "onnx" or "torch".
 
-    The ONNX export goes to ``onnx_path`` (a temporary file without it).
+    The ONNX export goes to ``onnx_path`` (a temporary file without it); ``advice`` ends the error of a model that
+    converts neither way.
     """
     from gzoo.metrics.latency import export_onnx
 
@@ -79,13 +81,13 @@ def convert(model: nn.Module, example: torch.Tensor, onnx_path: Path | None = No
     with tempfile.TemporaryDirectory(prefix="gzoo-openvino-") as directory:
         path = onnx_path or Path(directory) / "model.onnx"
         try:
-            export_onnx(model, example, path)
+            export_onnx(model, example, path, advice="")
         except GzooError as onnx_error:
             try:
                 return ov.convert_model(model, example_input=example), "torch"
             except Exception as err:  # the PyTorch frontend fails in many ways; all mean "not convertible"
-                raise GzooError(f"{onnx_error}; OpenVINO's PyTorch frontend fails too: {_first_line(err)}",
-                                exit_code=1) from None
+                raise GzooError(f"{str(onnx_error).rstrip('; ')}; OpenVINO's PyTorch frontend fails too: "
+                                f"{_first_line(err)}; {advice}", exit_code=1) from None
         try:
             return _with_module_names(ov.convert_model(str(path)), path), "onnx"
         except Exception as err:

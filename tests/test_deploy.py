@@ -187,3 +187,13 @@ models:
     assert student["latency_ms"] > 0 and student["latency_speedup"] > 0 and student["macs_reduction"] > 1
     with pytest.raises(GzooError, match="unknown runtime 'tensorrt'"):
         api.leaderboard(zoo=load_zoo(zoo), runtime="tensorrt")
+
+
+def test_an_executorch_export_for_phones_matches_eager_and_loads_back(student_dir, tmp_path):
+    pytest.importorskip("executorch")  # the phone extra: not part of dev (it is large), so CI may skip this
+    exported = api.export(student_dir, "executorch", tmp_path / "pte", input_size="32x32")
+    assert exported["files"] == ["model.pte"] and "XNNPACK" in exported["conversion"]
+    assert 0 <= exported["check"]["max_abs_difference"] <= exported["check"]["tolerance"]
+    image = photo(32, "coffee")
+    got = load_export(tmp_path / "pte")(image)
+    assert (got - eager(student_dir, image)).abs().max() < 2e-3

@@ -7,6 +7,9 @@ RUN = {
              'output = session.run(None, {"input": image})[0]'),
     "openvino": ('import openvino as ov\ncompiled = ov.Core().compile_model("model.xml", "CPU")\n'
                  'output = compiled(image)[0]'),
+    "executorch": ('from executorch.runtime import Runtime\n'
+                   'forward = Runtime.get().load_program("model.pte").load_method("forward")\n'
+                   'output = forward.execute([torch.from_numpy(image)])[0]'),
 }
 
 

@@ -29,8 +29,12 @@ from gzoo.metrics.latency import export_onnx, ort_session
 from gzoo.models import value_range
 from gzoo.paths import publish_directory
 
-FORMATS = ("onnx", "openvino")
-FILES = {"onnx": ("model.onnx",), "openvino": ("model.xml", "model.bin")}
+FORMATS = ("onnx", "openvino", "executorch")
+FILES = {"onnx": ("model.onnx",), "openvino": ("model.xml", "model.bin"), "executorch": ("model.pte",)}
+# What each format needs, and the extra that installs it.
+PACKAGES = {"onnx": ("onnx", "onnxscript", "onnxruntime"), "openvino": ("onnx", "onnxscript", "openvino"),
+            "executorch": ("executorch",)}
+EXTRAS = {"onnx": "deploy", "openvino": "deploy", "executorch": "phone"}
 CONFIG = "config.json"
 CARD = "README.md"
 CHECK_PHOTO = "astronaut"
@@ -85,6 +89,9 @@ def export(model: nn.Module, fmt: str, output: Path, input_size: tuple[int, int]
         tolerance = ov_runtime.tolerance(model)
         if fmt == "onnx":
             difference, conversion, layers = _onnx(model, example, staging, threads), "torch.onnx (dynamo)", None
+        elif fmt == "executorch":
+            difference, layers = _executorch(model, example, staging), None
+            conversion = "torch.export, lowered to ExecuTorch with the XNNPACK partitioner (fp32)"
         else:
             difference, conversion, compiled, ov_model = _openvino(model, example, staging, threads)
             layers = ov_runtime.runtime_precisions(compiled)
@@ -128,6 +135,32 @@ def _onnx(model: nn.Module, example: torch.Tensor, staging: Path, threads: int |
         return ov_runtime.max_difference(got, model(example).numpy())
 
 
+def _executorch(model: nn.Module, example: torch.Tensor, staging: Path) -> float:
+    """Lower to ``staging/model.pte`` (XNNPACK) and return the file's max abs difference from eager in ExecuTorch's
+    runtime."""
+    from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
+    from executorch.exir import to_edge_transform_and_lower
+
+    try:
+        program = to_edge_transform_and_lower(torch.export.export(model, (example,)),
+                                              partitioner=[XnnpackPartitioner()]).to_executorch()
+    except Exception as err:  # torch.export and the lowering fail in many ways; all mean "not exportable"
+        text = str(err).strip()
+        raise GzooError(f"ExecuTorch cannot lower {type(model).__name__}: "
+                        f"{text.splitlines()[0] if text else type(err).__name__}; {NOT_WRITTEN}", exit_code=1) from None
+    (staging / "model.pte").write_bytes(program.buffer)
+    got = executorch_method(staging / "model.pte").execute([example])[0]
+    with torch.inference_mode():
+        return ov_runtime.max_difference(got.numpy(), model(example).numpy())
+
+
+def executorch_method(path: Path):
+    """The ``forward`` method of an ExecuTorch program file, loaded in ExecuTorch's Python runtime."""
+    from executorch.runtime import Runtime
+
+    return Runtime.get().load_program(str(path)).load_method("forward")
+
+
 def _openvino(model: nn.Module, example: torch.Tensor, staging: Path, threads: int | None):
     """Convert, write ``staging/model.xml`` (fp32 weights) and return (difference from eager of the IR read back,
     how it was converted, the compiled IR, the converted model)."""
@@ -169,19 +202,17 @@ def _quantize(staging: Path, fp32, inputs: torch.Tensor, folder: Path, files: li
 
 
 def _check_installed(fmt: str, int8: bool) -> None:
-    needed = ["onnx", "onnxscript", *(["onnxruntime"] if fmt == "onnx" else ["openvino"]), *(["nncf"] if int8 else [])]
-    for package in needed:
+    for package in (*PACKAGES[fmt], *(["nncf"] if int8 else [])):
         try:
             __import__(package)
         except ImportError:
             raise GzooError(f"--format {fmt}{' --int8' if int8 else ''} needs {package}: "
-                            f"{ov_runtime.DEPLOY_EXTRA}") from None
+                            f"pip install 'gzoo[{EXTRAS[fmt]}]'") from None
 
 
 def _versions(fmt: str, int8: bool) -> dict[str, str]:
-    packages = ["torch", "onnx", *(["onnxruntime"] if fmt == "onnx" else ["openvino"]), *(["nncf"] if int8 else [])]
     versions = {}
-    for package in packages:
+    for package in ("torch", *PACKAGES[fmt], *(["nncf"] if int8 else [])):
         try:
             versions[package] = version(package)
         except PackageNotFoundError:

@@ -30,6 +30,13 @@ def load_export(directory: str | Path, threads: int | None = None) -> Callable[[
 
         def run_one(x: np.ndarray) -> np.ndarray:
             return session.run(None, {"input": x})[0]
+    elif config["format"] == "executorch":
+        from gzoo.deploy.export import executorch_method
+
+        method = executorch_method(directory / "model.pte")
+
+        def run_one(x: np.ndarray) -> np.ndarray:
+            return method.execute([torch.from_numpy(x)])[0].numpy()
     else:
         ov = ov_runtime.import_openvino()
         compiled = ov_runtime.compile_model(ov.Core().read_model(str(directory / "model.xml")), threads)

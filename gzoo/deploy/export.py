@@ -138,27 +138,11 @@ def _onnx(model: nn.Module, example: torch.Tensor, staging: Path, threads: int |
 def _executorch(model: nn.Module, example: torch.Tensor, staging: Path) -> float:
     """Lower to ``staging/model.pte`` (XNNPACK) and return the file's max abs difference from eager in ExecuTorch's
     runtime."""
-    from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
-    from executorch.exir import to_edge_transform_and_lower
+    from gzoo.metrics import executorch
 
-    try:
-        program = to_edge_transform_and_lower(torch.export.export(model, (example,)),
-                                              partitioner=[XnnpackPartitioner()]).to_executorch()
-    except Exception as err:  # torch.export and the lowering fail in many ways; all mean "not exportable"
-        text = str(err).strip()
-        raise GzooError(f"ExecuTorch cannot lower {type(model).__name__}: "
-                        f"{text.splitlines()[0] if text else type(err).__name__}; {NOT_WRITTEN}", exit_code=1) from None
-    (staging / "model.pte").write_bytes(program.buffer)
-    got = executorch_method(staging / "model.pte").execute([example])[0]
+    method = executorch.load_method(executorch.lower(model, example, staging / "model.pte", NOT_WRITTEN))
     with torch.inference_mode():
-        return ov_runtime.max_difference(got.numpy(), model(example).numpy())
-
-
-def executorch_method(path: Path):
-    """The ``forward`` method of an ExecuTorch program file, loaded in ExecuTorch's Python runtime."""
-    from executorch.runtime import Runtime
-
-    return Runtime.get().load_program(str(path)).load_method("forward")
+        return ov_runtime.max_difference(method.execute([example])[0].numpy(), model(example).numpy())
 
 
 def _openvino(model: nn.Module, example: torch.Tensor, staging: Path, threads: int | None):

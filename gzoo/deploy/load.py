@@ -31,9 +31,9 @@ def load_export(directory: str | Path, threads: int | None = None) -> Callable[[
         def run_one(x: np.ndarray) -> np.ndarray:
             return session.run(None, {"input": x})[0]
     elif config["format"] == "executorch":
-        from gzoo.deploy.export import executorch_method
+        from gzoo.metrics.executorch import load_method
 
-        method = executorch_method(directory / "model.pte")
+        method = load_method(directory / "model.pte")
 
         def run_one(x: np.ndarray) -> np.ndarray:
             return method.execute([torch.from_numpy(x)])[0].numpy()

@@ -32,7 +32,7 @@ from torch import nn
 
 from gzoo.errors import GzooError
 
-RUNTIMES = ("eager", "onnxruntime", "openvino", "openvino-int8")
+RUNTIMES = ("eager", "onnxruntime", "openvino", "openvino-int8", "executorch")
 OPENVINO_RUNTIMES = ("openvino", "openvino-int8")
 ONNX_TOLERANCE = 1e-4  # max abs difference between ONNX Runtime's output and eager PyTorch's
 
@@ -184,6 +184,13 @@ def _runner(model: nn.Module, example: torch.Tensor, runtime: str, threads: int,
     """One pass of ``model`` on ``example`` in ``runtime`` as a zero-argument callable, set up for ``threads``."""
     if runtime in OPENVINO_RUNTIMES:
         yield _openvino_runner(model, example, runtime, threads, calibration)
+        return
+    if runtime == "executorch":
+        from gzoo.metrics import executorch, openvino
+
+        if example.device.type != "cpu":
+            raise GzooError(f"ExecuTorch runs on the CPU here, not {example.device}; move the input to the CPU")
+        yield executorch.session(model, example, openvino.tolerance(model))
         return
     if runtime == "onnxruntime":
         if example.device.type != "cpu":

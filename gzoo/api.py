@@ -9,7 +9,7 @@ import json
 from collections.abc import Callable
 from dataclasses import replace
 from functools import cache, partial
-from importlib.metadata import version
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
@@ -56,8 +56,12 @@ def build_model(entry: ZooEntry):
 
 
 def leaderboard(method: str | None = None, task: str | None = None, progress: Progress | None = None,
-                zoo: Zoo | None = None, remeasure: bool = False) -> dict:
+                zoo: Zoo | None = None, remeasure: bool = False, runtime: str = "eager") -> dict:
     """Rows of measured figures beside the reported ones, with reductions against each teacher.
+
+    Latency is measured in ``runtime`` (one of ``gzoo.metrics.latency.RUNTIMES``) for students and teachers alike,
+    so ``latency_speedup`` is the speed-up in that runtime; a model the runtime cannot convert has no latency and
+    its reason in ``latency_error``.
 
     ``measured`` holds each metric's newest value in the results store (see ``_measured``). Besides the zoo's
     entries, the store's local model directories (a `gzoo compress` student, anything `gzoo eval` measured by
@@ -65,6 +69,7 @@ def leaderboard(method: str | None = None, task: str | None = None, progress: Pr
     stable; one that is not, or whose spread is over 10%, is not cached (``latency_settled`` false);
     ``remeasure`` times every latency again.
     """
+    _check_runtime(runtime)
     zoo = zoo or load_zoo()
     newest = results.latest()  # first: a broken store fails before minutes of measuring
     entries = zoo.select(method, task) + _local_entries(newest, zoo, method, task)
@@ -79,7 +84,7 @@ def leaderboard(method: str | None = None, task: str | None = None, progress: Pr
     for done, (key, entry) in enumerate(needed.items()):
         if progress:
             progress(done, len(needed), entry.id)
-        figures[key] = _figures(entry, cache, latency=True, remeasure=remeasure)
+        figures[key] = _figures(entry, cache, latency=True, remeasure=remeasure, runtime=runtime)
     if progress:
         progress(len(needed), len(needed), "done")
 
@@ -104,6 +109,7 @@ def leaderboard(method: str | None = None, task: str | None = None, progress: Pr
             "latency_ms": own_ms, "latency_iqr_ms": latency.get("iqr_ms"), "latency_runs": latency.get("runs"),
             "latency_spread": latency.get("spread"), "latency_stable": latency.get("stable"),
             "latency_settled": latency.get("settled"),
+            "latency_error": own.get("latency_error"),
             "measurable": entry.measurable, "local": entry.line == LOCAL_LINE,
             "reported": None if headline is None else headline.as_dict(),
             "measured": measured, "measured_headline": next((m for m in preferred if m in measured), None),
@@ -114,8 +120,9 @@ def leaderboard(method: str | None = None, task: str | None = None, progress: Pr
         })
     return {
         "gzoo_version": __version__, "torch_version": _torch_version(), "device": "cpu",
-        "cpu": machine.cpu_name(), "threads": machine.threads(),
-        "latency": "eager PyTorch, batch 1, median of timed runs after a warm-up pass, timed until it is stable",
+        "cpu": machine.cpu_name(), "threads": machine.threads(), "runtime": runtime,
+        "latency": f"{RUNTIME_NAMES[runtime]}, batch 1, median of timed runs after a warm-up pass, timed until it "
+                   "is stable",
         "results_store": str(results.store_path()), "rows": rows,
     }
 
@@ -185,10 +192,9 @@ def bench(model: str | Path, vs: str | Path | None = None, runtime: str = "eager
     With ``vs``, both are timed in alternating turns in this one process and ``ratio`` is B's median over
     A's: above 1, A is that many times faster.
     """
-    from gzoo.metrics.latency import RUNTIMES, measure_interleaved
+    from gzoo.metrics.latency import measure_interleaved
 
-    if runtime not in RUNTIMES:
-        raise GzooError(f"unknown runtime '{runtime}'; choose one of {', '.join(RUNTIMES)}")
+    _check_runtime(runtime)
     for name, value in (("--threads", threads), ("--batch", batch), ("--runs", runs)):
         if value is not None and value < 1:
             raise GzooError(f"{name} must be at least 1, not {value}")
@@ -211,6 +217,17 @@ def bench(model: str | Path, vs: str | Path | None = None, runtime: str = "eager
                    for name, (_, shape, weights), latency in zip(named, built, latencies, strict=True)],
         "ratio": b_ms / a_ms if vs is not None else None,
     }
+
+
+# What each runtime is, for captions (gzoo.metrics.latency.RUNTIMES, spelled out without importing torch).
+RUNTIME_NAMES = {"eager": "eager PyTorch", "onnxruntime": "ONNX Runtime", "openvino": "OpenVINO fp32",
+                 "openvino-int8": "OpenVINO int8 (NNCF, every layer it quantizes by default)",
+                 "executorch": "ExecuTorch (XNNPACK) on this CPU"}
+
+
+def _check_runtime(runtime: str) -> None:
+    if runtime not in RUNTIME_NAMES:
+        raise GzooError(f"unknown runtime '{runtime}'; choose one of {', '.join(RUNTIME_NAMES)}")
 
 
 def _bench_model(name: str, zoo: Zoo) -> tuple[Any, tuple[int, int, int], str]:
@@ -439,6 +456,44 @@ def compress(recipe: str | Path, teacher: str | None = None, data: str | Path | 
                         card=model_card, notify=notify)
 
 
+def export(id_or_dir: str | Path, format: str, output: str | Path | None = None, int8: bool = False,
+           calibration: str | Path | None = None, input_size: str | tuple[int, int] | None = None,
+           min_psnr: float | None = None, threads: int | None = None,
+           progress: Progress | None = None) -> dict[str, Any]:
+    """Export a model (zoo id, pulled when needed, or model directory) to ONNX or OpenVINO IR; returns the export's
+    config.json with ``path``.
+
+    The export is checked against eager PyTorch on a real photo before it is written. ``int8`` (OpenVINO) quantizes
+    with NNCF on ``calibration`` (a folder of real images; default: the held-out crops of the `gzoo compress` run
+    that made the model) and keeps ``min_psnr`` dB (default 30) against fp32 on them. ``output`` defaults to
+    exports/<name>-<format>[-int8]; ``input_size`` (height, width, or "HxW") to the model's input size.
+    """
+    from gzoo.data.modeldir import WEIGHTS, read_config, sha256_of
+    from gzoo.deploy import default_calibration, parse_size
+    from gzoo.deploy import export as export_model
+    from gzoo.metrics.openvino import MIN_PSNR
+    from gzoo.models import load_model_dir
+
+    directory = model_directory(id_or_dir)
+    config = read_config(directory)
+    shape = config.get("input") or DEFAULT_INPUT
+    if shape["channels"] != 3:
+        raise GzooError(f"{id_or_dir} takes {shape['channels']}-channel inputs; gzoo exports image-to-image "
+                        "generators of RGB images")
+    size = parse_size(input_size) if input_size is not None else (shape["height"], shape["width"])
+    is_dir = Path(id_or_dir) == directory
+    name = directory.name if is_dir else str(id_or_dir)
+    if int8 and calibration is None:
+        calibration = default_calibration(config, name)
+    source = {"id": config.get("id") or (None if is_dir else str(id_or_dir)), "path": str(directory.resolve()),
+              "arch": config["arch"], "arch_args": config["arch_args"], "teacher": config.get("teacher"),
+              "weights_sha256": sha256_of(directory / WEIGHTS)}
+    output = Path(output) if output else Path("exports") / f"{name.replace('/', '--')}-{format}{'-int8' * int8}"
+    return export_model(load_model_dir(directory), format, output, size, source=source, int8=int8,
+                        calibration=Path(calibration) if calibration is not None else None,
+                        min_psnr=MIN_PSNR if min_psnr is None else min_psnr, threads=threads, progress=progress)
+
+
 def directory_info(directory: Path) -> dict:
     """A model directory's config with its parameter count and its size.
 
@@ -545,8 +600,9 @@ def _figures_key(entry: ZooEntry) -> str:
                       sort_keys=True)
 
 
-def _figures(entry: ZooEntry, cache: FiguresCache, latency: bool = False, remeasure: bool = False) -> dict[str, Any]:
-    """Params and MACs (and, with ``latency``, CPU latency) of the entry's architecture, cached.
+def _figures(entry: ZooEntry, cache: FiguresCache, latency: bool = False, remeasure: bool = False,
+             runtime: str = "eager") -> dict[str, Any]:
+    """Params and MACs (and, with ``latency``, CPU latency in ``runtime``) of the entry's architecture, cached.
 
     Params and MACs come from a model on the ``meta`` device, which computes nothing; only the latency
     needs real weights. A latency is timed after a warm-up pass until its median is stable (at least 3 runs, at
@@ -571,21 +627,39 @@ def _figures(entry: ZooEntry, cache: FiguresCache, latency: bool = False, remeas
         from gzoo.metrics import measure_latency
 
         example = torch.rand(1, *entry.input) * 2 - 1
-        measured = measure_latency(build_model(entry), example, warmup=1, runs=30, min_runs=3, max_seconds=2.0,
-                                   threads=machine.threads(), until_stable=True)
+        try:
+            measured = measure_latency(build_model(entry), example, warmup=1, runs=30, min_runs=3, max_seconds=2.0,
+                                       threads=machine.threads(), until_stable=True, runtime=runtime)
+        except GzooError as err:
+            if runtime == "eager":
+                raise
+            return {"latency": None, "latency_error": str(err)}  # this runtime cannot run it; the board goes on
         return {"latency": measured.as_dict()}
 
     try:
         figures = dict(cache.get_or_measure("static " + _figures_key(entry), count))
         if latency:
             key = f"latency until stable {_figures_key(entry)} {machine.cpu_name()} threads={machine.threads()}"
-            figures.update(cache.get_or_measure(key, time_it, keep=lambda f: f["latency"]["settled"],
-                                                again=remeasure))
+            key += "" if runtime == "eager" else f" runtime={runtime} {_runtime_versions(runtime)}"
+            figures.update(cache.get_or_measure(key, time_it, keep=lambda f: f["latency"] is None or
+                                                f["latency"]["settled"], again=remeasure))
     except (ValueError, RuntimeError) as err:  # the architecture refused the zoo entry's input shape
         shape = "x".join(map(str, entry.input))
         raise GzooError(f"{entry.id}: its input {shape} (zoo.yaml line {entry.line}) does not fit {entry.arch}: "
                         f"{str(err).splitlines()[0]}") from None
     return figures
+
+
+def _runtime_versions(runtime: str) -> str:
+    packages = {"onnxruntime": ["onnxruntime"], "openvino": ["openvino"], "openvino-int8": ["openvino", "nncf"],
+                "executorch": ["executorch"]}
+    found = []
+    for package in packages[runtime]:
+        try:
+            found.append(f"{package}={version(package)}")
+        except PackageNotFoundError:
+            found.append(f"{package}=none")
+    return " ".join(found)
 
 
 @cache

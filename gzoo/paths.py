@@ -1,6 +1,7 @@
 """Where gzoo keeps its files: GZOO_HOME, else the user's cache directory."""
 
 import os
+import shutil
 from pathlib import Path
 
 from gzoo.errors import GzooError
@@ -40,3 +41,24 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def publish_directory(staging: Path, directory: Path) -> Path:
+    """Move a complete ``staging`` directory (a sibling of ``directory``) into place, replacing what was there.
+
+    The result gets the permissions of any file the user creates (``tempfile.mkdtemp`` makes private ones); an
+    existing ``directory`` is replaced only once the new one is in place beside it, so no reader ever sees half.
+    """
+    umask = os.umask(0)
+    os.umask(umask)
+    for path in (staging, *staging.iterdir()):
+        path.chmod((0o777 if path.is_dir() else 0o666) & ~umask)
+    if directory.exists():
+        retired = directory.with_name(f".{directory.name}.old")
+        shutil.rmtree(retired, ignore_errors=True)
+        os.replace(directory, retired)
+        os.replace(staging, directory)
+        shutil.rmtree(retired, ignore_errors=True)
+    else:
+        os.replace(staging, directory)
+    return directory

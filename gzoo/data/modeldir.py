@@ -7,7 +7,6 @@ directory (``gzoo.zoo.card`` builds the Hub's).
 
 import hashlib
 import json
-import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -16,6 +15,7 @@ from typing import Any
 import torch
 
 from gzoo.errors import GzooError
+from gzoo.paths import publish_directory
 from gzoo.version import __version__
 
 WEIGHTS = "model.safetensors"
@@ -46,19 +46,7 @@ def save_model_dir(directory: Path, state_dict: dict[str, torch.Tensor], config:
         (staging / CONFIG).write_text(json.dumps({"gzoo_version": __version__, **config}, indent=2) + "\n")
         if card is not None:
             (staging / CARD).write_text(card)
-        # mkdtemp makes a private directory; give the result the permissions of any file the user creates.
-        umask = os.umask(0)
-        os.umask(umask)
-        for path in (staging, *staging.iterdir()):
-            path.chmod((0o777 if path.is_dir() else 0o666) & ~umask)
-        if directory.exists():
-            retired = directory.with_name(f".{directory.name}.old")
-            shutil.rmtree(retired, ignore_errors=True)
-            os.replace(directory, retired)
-            os.replace(staging, directory)
-            shutil.rmtree(retired, ignore_errors=True)
-        else:
-            os.replace(staging, directory)
+        publish_directory(staging, directory)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return directory

@@ -1,4 +1,11 @@
-"""Latency and peak memory of a model in eager PyTorch or ONNX Runtime: median (and IQR) of timed runs after warm-up.
+"""Latency and peak memory of a model in eager PyTorch, ONNX Runtime or OpenVINO (fp32 or NNCF int8): median (and IQR)
+of timed runs after warm-up.
+
+``openvino-int8`` quantizes every layer NNCF quantizes by default, calibrated on real photos (scikit-image's, at the
+example's size; a model of other inputs, on the example) unless calibration inputs are given: the fastest int8 the
+model has. ``gzoo export --int8`` may keep
+instance norms in float for accuracy (``gzoo.metrics.openvino.quantize_int8``); time its output by handing the
+quantized ``openvino.Model`` itself to ``measure_interleaved``.
 
 Peak memory is what a model's passes add on top of what the process already holds:
 
@@ -23,9 +30,11 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from gzoo.errors import GzooError, missing_extra
+from gzoo.errors import GzooError
+from gzoo.metrics.onnx import export_onnx, import_onnxruntime, ort_session
 
-RUNTIMES = ("eager", "onnxruntime")
+RUNTIMES = ("eager", "onnxruntime", "openvino", "openvino-int8", "executorch")
+OPENVINO_RUNTIMES = ("openvino", "openvino-int8")
 ONNX_TOLERANCE = 1e-4  # max abs difference between ONNX Runtime's output and eager PyTorch's
 STABLE_WITHIN = 0.05  # a median is stable when the newest third of the runs moved it by at most 5%
 SPREAD_LIMIT = 0.10  # a timing whose IQR is above 10% of its median is too noisy to keep
@@ -56,8 +65,9 @@ class Latency:
 
 def measure_latency(model: nn.Module, example: torch.Tensor, warmup: int = 2, runs: int = 20,
                     min_runs: int = 3, max_seconds: float = 3.0, threads: int | None = None,
-                    runtime: str = "eager", until_stable: bool = False) -> Latency:
-    """Time ``model(example)`` in ``runtime`` (eager PyTorch, or ONNX Runtime on the CPU).
+                    runtime: str = "eager", until_stable: bool = False,
+                    calibration: torch.Tensor | None = None) -> Latency:
+    """Time ``model(example)`` in ``runtime`` (eager PyTorch, or ONNX Runtime or OpenVINO on the CPU).
 
     Runs ``warmup`` untimed passes, then up to ``runs`` timed ones, stopping early once ``min_runs`` are
     done and ``max_seconds`` have passed (so heavy models do not stall a leaderboard), or, ``until_stable``,
@@ -68,7 +78,7 @@ def measure_latency(model: nn.Module, example: torch.Tensor, warmup: int = 2, ru
     threads make small-op networks (mobile generators) several times slower.
     """
     threads = threads or torch.get_num_threads()
-    with _runner(model, example, runtime, threads) as run, _PeakMemory(example.device) as memory:
+    with _runner(model, example, runtime, threads, calibration) as run, _PeakMemory(example.device) as memory:
         for _ in range(warmup):
             run()
         times: list[float] = []
@@ -96,22 +106,30 @@ def measure_onnx_latency(model: nn.Module, example: torch.Tensor, **protocol) ->
     return measure_latency(model, example, runtime="onnxruntime", **protocol)
 
 
-def measure_interleaved(models: Sequence[nn.Module], examples: Sequence[torch.Tensor], runtime: str = "eager",
-                        threads: int | None = None, runs: int = 10, rounds: int = 5,
-                        progress: Callable[[int, int], None] | None = None) -> list[Latency]:
+def measure_interleaved(models: Sequence[nn.Module], examples: Sequence[torch.Tensor],
+                        runtime: str | Sequence[str] = "eager", threads: int | None = None, runs: int = 10,
+                        rounds: int = 5, progress: Callable[[int, int], None] | None = None,
+                        calibration: Sequence[torch.Tensor | None] | None = None) -> list[Latency]:
     """Time several models in alternating turns (A, B, A, B, ...), so machine drift hits them all alike.
+
+    ``runtime`` is one for all models or one per model (a model in several runtimes is then one entry per
+    runtime); ``calibration``, one per model, holds the openvino-int8 calibration inputs (None: real photos).
+    A model may be an ``openvino.Model`` (already converted, maybe quantized) for the OpenVINO runtimes.
 
     Each model gets ``runs`` timed passes spread over up to ``rounds`` turns; every turn starts with one
     untimed pass, which absorbs what the previous model's turn left behind (caches, waking threads).
     ``progress(done, total)`` counts timed passes.
     """
     threads = threads or torch.get_num_threads()
+    runtimes = [runtime] * len(models) if isinstance(runtime, str) else list(runtime)
+    calibration = list(calibration) if calibration is not None else [None] * len(models)
     per_turn = max(1, runs // rounds)
     times: list[list[float]] = [[] for _ in models]
     peaks: list[list[float]] = [[] for _ in models]
     warmups = [0] * len(models)
     with ExitStack() as stack:
-        runners = [stack.enter_context(_runner(m, x, runtime, threads)) for m, x in zip(models, examples, strict=True)]
+        runners = [stack.enter_context(_runner(m, x, r, threads, c))
+                   for m, x, r, c in zip(models, examples, runtimes, calibration, strict=True)]
         while len(times[-1]) < runs:
             for i, run in enumerate(runners):
                 with _PeakMemory(examples[i].device) as memory:
@@ -122,8 +140,8 @@ def measure_interleaved(models: Sequence[nn.Module], examples: Sequence[torch.Te
                     peaks[i].append(memory.megabytes)
                 if progress:
                     progress(sum(map(len, times)), runs * len(models))
-    return [_summary(t, w, threads, x, runtime, max(p, default=None))
-            for t, w, x, p in zip(times, warmups, examples, peaks, strict=True)]
+    return [_summary(t, w, threads, x, r, max(p, default=None))
+            for t, w, x, r, p in zip(times, warmups, examples, runtimes, peaks, strict=True)]
 
 
 def onnx_session(model: nn.Module, example: torch.Tensor, threads: int | None = None,
@@ -134,16 +152,12 @@ def onnx_session(model: nn.Module, example: torch.Tensor, threads: int | None = 
     PyTorch's within ``tolerance`` (max abs difference), or this raises: a wrong export is an error, not
     a silently different latency.
     """
-    ort = _import_onnxruntime()
+    ort = import_onnxruntime()
     model = model.eval()
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads or torch.get_num_threads()
-    options.inter_op_num_threads = 1  # generators are one chain of ops: nothing to run side by side
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     with tempfile.TemporaryDirectory(prefix="gzoo-onnx-") as directory:
         path = Path(directory) / "model.onnx"
         export_onnx(model, example, path)
-        session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        session = ort_session(path, threads)
     with torch.inference_mode():
         expected = model(example).cpu().numpy()
     # Shrinking the arena after this check run lets the timed passes' peak memory show what they need.
@@ -157,22 +171,20 @@ def onnx_session(model: nn.Module, example: torch.Tensor, threads: int | None = 
     return session
 
 
-def export_onnx(model: nn.Module, example: torch.Tensor, path: Path) -> Path:
-    """Export ``model`` for inputs shaped like ``example`` to an ONNX file (torch.export-based exporter)."""
-    try:
-        program = torch.onnx.export(model, (example,), dynamo=True, verbose=False)
-    except ModuleNotFoundError as err:
-        raise missing_extra("ONNX export", "onnx", err.name or "a module") from None
-    except Exception as err:  # torch.export and the ONNX translation fail in many ways; all mean "not exportable"
-        raise GzooError(f"torch.onnx cannot export {type(model).__name__}: {str(err).strip().splitlines()[0]}; "
-                        "time it with --runtime eager", exit_code=1) from None
-    program.save(str(path))
-    return path
-
-
 @contextmanager
-def _runner(model: nn.Module, example: torch.Tensor, runtime: str, threads: int) -> Iterator[Callable[[], object]]:
+def _runner(model: nn.Module, example: torch.Tensor, runtime: str, threads: int,
+            calibration: torch.Tensor | None = None) -> Iterator[Callable[[], object]]:
     """One pass of ``model`` on ``example`` in ``runtime`` as a zero-argument callable, set up for ``threads``."""
+    if runtime in OPENVINO_RUNTIMES:
+        yield _openvino_runner(model, example, runtime, threads, calibration)
+        return
+    if runtime == "executorch":
+        from gzoo.metrics import executorch, openvino
+
+        if example.device.type != "cpu":
+            raise GzooError(f"ExecuTorch runs on the CPU here, not {example.device}; move the input to the CPU")
+        yield executorch.session(model, example, openvino.tolerance(model))
+        return
     if runtime == "onnxruntime":
         if example.device.type != "cpu":
             raise GzooError(f"ONNX Runtime runs on the CPU here, not {example.device}; move the input to the CPU")
@@ -196,6 +208,26 @@ def _runner(model: nn.Module, example: torch.Tensor, runtime: str, threads: int)
         yield run
     finally:
         torch.set_num_threads(previous_threads)
+
+
+def _openvino_runner(model, example: torch.Tensor, runtime: str, threads: int,
+                     calibration: torch.Tensor | None) -> Callable[[], object]:
+    from gzoo.metrics import openvino
+
+    if example.device.type != "cpu":
+        raise GzooError(f"OpenVINO runs on the CPU here, not {example.device}; move the input to the CPU")
+    if not isinstance(model, nn.Module):  # an openvino.Model, converted (and quantized) by the caller
+        compiled, feed = openvino.compile_model(model, threads), example.numpy()
+        return lambda: compiled(feed)
+    int8 = runtime == "openvino-int8"
+    if int8 and calibration is None and example.shape[1] != 3:
+        calibration = example[:1]  # not an RGB image (a GauGAN label map): calibrated on the timed input itself
+    elif int8 and calibration is None:
+        from gzoo.data.photos import SKIMAGE_PHOTOS, skimage_inputs
+        from gzoo.models import value_range
+
+        calibration = skimage_inputs(SKIMAGE_PHOTOS, *example.shape[2:], value_range(model))
+    return openvino.session(model, example, threads, int8, calibration)
 
 
 class _PeakMemory:
@@ -236,14 +268,6 @@ def _proc_status_kb(field: str) -> int:
         if line.startswith(field + ":"):
             return int(line.split()[1])
     raise OSError(f"/proc/self/status has no {field}")
-
-
-def _import_onnxruntime():
-    try:
-        import onnxruntime
-    except ImportError:
-        raise missing_extra("the onnxruntime runtime", "onnx", "onnxruntime") from None
-    return onnxruntime
 
 
 def _summary(times: list[float], warmup: int, threads: int, example: torch.Tensor, runtime: str,

@@ -35,6 +35,12 @@ def architecture_kind(name: str) -> str:
     return _KINDS[name]
 
 
+def value_range(model: nn.Module) -> tuple[float, float]:
+    """The range of the pixel values a generator takes and gives: [-1, 1] unless its class sets ``value_range``."""
+    low, high = getattr(model, "value_range", (-1.0, 1.0))
+    return float(low), float(high)
+
+
 def list_architectures() -> list[str]:
     return sorted(_ARCHITECTURES)
 

@@ -82,6 +82,8 @@ class ConditionalStyleNet(nn.Module):
     them; with ``style=k`` they hold style k's row only and ``forward(image)`` takes the image alone.
     """
 
+    value_range = (0.0, 1.0)  # RGB in [0, 1] in and out (a sigmoid output), not [-1, 1]
+
     def __init__(self, n_styles: int = 26, style: int | None = 0) -> None:
         super().__init__()
         if n_styles < 1:

@@ -256,7 +256,7 @@ def pull(model_id: str, revision: str | None = None, zoo: Zoo | None = None) -> 
     # The same checkpoint was converted before: nothing to redo.
     if (directory / CONFIG).is_file() and read_config(directory)["source"]["sha256"] == sha256_of(checkpoint):
         return directory
-    return convert(checkpoint, entry.weights["format"], directory, arch_args=entry.arch_args, entry=entry)
+    return convert(checkpoint, entry.weights["format"], directory, entry.arch, entry.arch_args, entry=entry)
 
 
 def pin(model_id: str) -> dict[str, str]:

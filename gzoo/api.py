@@ -19,7 +19,7 @@ from gzoo import __version__, results
 from gzoo.errors import GzooError, closest
 from gzoo.paths import atomic_write_text, gzoo_home
 from gzoo.zoo import Zoo, ZooEntry, load_zoo
-from gzoo.zoo.architectures import models_digest
+from gzoo.zoo.architectures import figures_digest
 
 # The quality metric a leaderboard row shows, in order of preference.
 HEADLINE_METRICS = ("fid", "miou", "top1", "kid", "psnr", "size_bytes", "fps")
@@ -471,8 +471,8 @@ class FiguresCache:
 
 
 def _figures_key(entry: ZooEntry) -> str:
-    # The models' source digest keeps a development install from serving figures of older code.
-    return json.dumps([entry.arch, entry.arch_args, entry.input, __version__, _torch_version(), models_digest()],
+    # The digest of the models' and the measuring code keeps a development install from serving figures of older code.
+    return json.dumps([entry.arch, entry.arch_args, entry.input, __version__, _torch_version(), figures_digest()],
                       sort_keys=True)
 
 

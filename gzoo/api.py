@@ -404,8 +404,7 @@ def fid(first: str | Path, second: str | Path, with_kid: bool = False, kid_subse
     Each folder's Inception features are cached by its content, so a folder already measured is not read
     through the network again.
     """
-    from gzoo.data import scan_image_folder
-    from gzoo.evaluation import ImageCounter
+    from gzoo.data.images import ImageCounter, scan_image_folder
     from gzoo.metrics import fid as fidlib
     from gzoo.metrics.inception import inception_weights_path
 

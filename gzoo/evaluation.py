@@ -18,6 +18,7 @@ from torch import nn
 
 from gzoo import results
 from gzoo.data.datasets import EvalData, open_eval_data, quantise, save_images
+from gzoo.data.images import ImageCounter
 from gzoo.errors import GzooError
 from gzoo.metrics import fid as fidlib
 from gzoo.metrics import measure_latency, psnr, ssim
@@ -32,18 +33,6 @@ CLASSIFIER_METRICS = ("top1", "top5", "latency")
 FID_NAME = "FID, Inception-v3 pool3 (TF 2015-12-05)"
 
 Progress = Callable[[int, int, str], None]
-
-
-class ImageCounter:
-    """Turns "n more images done" into the (done, total, label) progress callback."""
-
-    def __init__(self, total: int, progress: Progress | None) -> None:
-        self.total, self.done, self.progress = total, 0, progress
-
-    def advance(self, images: int, label: str = "") -> None:
-        self.done += images
-        if self.progress:
-            self.progress(self.done, self.total, label)
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ from gzoo.errors import GzooError, closest
 from gzoo.paths import atomic_write_text, gzoo_home
 from gzoo.version import __version__
 from gzoo.zoo import Zoo, ZooEntry, load_zoo
-from gzoo.zoo.architectures import models_digest
+from gzoo.zoo.architectures import figures_digest
 
 # The quality metric a leaderboard row shows, in order of preference.
 HEADLINE_METRICS = ("fid", "miou", "top1", "kid", "psnr", "size_bytes", "fps")
@@ -302,7 +302,7 @@ def pull(model_id: str, revision: str | None = None, zoo: Zoo | None = None) -> 
     # The same checkpoint was converted before: nothing to redo.
     if (directory / CONFIG).is_file() and read_config(directory)["source"]["sha256"] == sha256_of(checkpoint):
         return directory
-    return convert(checkpoint, entry.weights["format"], directory, arch_args=entry.arch_args, entry=entry)
+    return convert(checkpoint, entry.weights["format"], directory, entry.arch, entry.arch_args, entry=entry)
 
 
 def pin(model_id: str) -> dict[str, str]:
@@ -523,8 +523,7 @@ def fid(first: str | Path, second: str | Path, with_kid: bool = False, kid_subse
     Each folder's Inception features are cached by its content, so a folder already measured is not read
     through the network again.
     """
-    from gzoo.data import scan_image_folder
-    from gzoo.evaluation import ImageCounter, folder_features
+    from gzoo.data.images import ImageCounter, scan_image_folder
     from gzoo.metrics import fid as fidlib
     from gzoo.metrics.inception import inception_weights_path
 
@@ -544,7 +543,7 @@ def fid(first: str | Path, second: str | Path, with_kid: bool = False, kid_subse
     for folder in folders:
         advance = partial(counter.advance, label=str(folder.root))
         content = folder.content_hash()
-        measured, cached = folder_features(folder, inception, batch_size, advance)
+        measured, cached = inception.folder(folder, batch_size, advance)
         features.append(measured)
         inputs.append({"path": str(folder.root), "images": len(folder), "skipped": len(folder.skipped),
                        "size": "x".join(map(str, folder.size)), "content_sha256": content,
@@ -595,8 +594,8 @@ class FiguresCache:
 
 
 def _figures_key(entry: ZooEntry) -> str:
-    # The models' source digest keeps a development install from serving figures of older code.
-    return json.dumps([entry.arch, entry.arch_args, entry.input, __version__, _torch_version(), models_digest()],
+    # The digest of the models' and the measuring code keeps a development install from serving figures of older code.
+    return json.dumps([entry.arch, entry.arch_args, entry.input, __version__, _torch_version(), figures_digest()],
                       sort_keys=True)
 
 

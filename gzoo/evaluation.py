@@ -21,7 +21,7 @@ from torch import nn
 
 from gzoo import results
 from gzoo.data.datasets import EvalData, open_eval_data, quantise, save_images
-from gzoo.data.images import ImageFolder, scan_image_folder
+from gzoo.data.images import ImageCounter, ImageFolder, scan_image_folder
 from gzoo.data.modeldir import WEIGHTS, read_config, results_key, sha256_of
 from gzoo.errors import GzooError
 from gzoo.metrics import fid as fidlib
@@ -40,18 +40,6 @@ PUBLISHED_FID_IMAGES = {"horse2zebra": 120, "edges2shoes": 200, "cityscapes": 50
 DEFAULT_INPUT = {"channels": 3, "height": 256, "width": 256}
 
 Progress = Callable[[int, int, str], None]
-
-
-class ImageCounter:
-    """Turns "n more images done" into the (done, total, label) progress callback."""
-
-    def __init__(self, total: int, progress: Progress | None) -> None:
-        self.total, self.done, self.progress = total, 0, progress
-
-    def advance(self, images: int, label: str = "") -> None:
-        self.done += images
-        if self.progress:
-            self.progress(self.done, self.total, label)
 
 
 @dataclass(frozen=True)
@@ -357,7 +345,7 @@ def _reference_features(planned: Plan, reference: Path | None, teacher: Subject 
         targets = data.targets
         content = targets.content_hash()
         variant = f"{data.mode} {data.direction} targets resized to {width}x{height} bicubic"
-        features, _ = _cached_features(inception, content, variant, len(targets),
+        features, _ = inception.cached(content, variant, len(targets),
                                     partial(data.target_batches, height, width, options.batch_size), advance)
         side = "B" if data.direction == "AtoB" else "A"
         return features, {"reference": f"real {side} images of {data.root} ({len(targets)})",
@@ -376,26 +364,9 @@ def reference_from_file(reference: Path, inception: "fidlib.InceptionFeatures", 
         return fidlib.load_npz_statistics(reference), {"reference": f"statistics {reference.name}",
                                                         "reference_sha256": sha256_of(reference)}
     folder = folder or scan_image_folder(reference)
-    features, _ = folder_features(folder, inception, batch_size, advance)
+    features, _ = inception.folder(folder, batch_size, advance)
     return features, {"reference": f"images of {reference} ({len(folder)})",
                       "reference_sha256": folder.content_hash()}
-
-
-def folder_features(folder: ImageFolder, inception: "fidlib.InceptionFeatures", batch_size: int,
-                    advance: Callable[[int], None] | None = None) -> tuple[torch.Tensor, bool]:
-    """Inception features of a folder's images as stored, from the feature cache when the same bytes were
-    measured before; and whether they were."""
-    return _cached_features(inception, folder.content_hash(), "as stored", len(folder),
-                            partial(folder.batches, batch_size), advance)
-
-
-def _cached_features(inception: "fidlib.InceptionFeatures", content: str, variant: str, count: int,
-                     batches: Callable[[], Any], advance: Callable[[int], None] | None) -> tuple[torch.Tensor, bool]:
-    """Features of a reference set, from the cache when it holds them; the progress counts them either way."""
-    features, cached = inception.cached(content, variant, count, batches, advance)
-    if cached and advance:
-        advance(count)
-    return features, cached
 
 
 def _check_label_maps(names: list[str], labels_dir: Path) -> None:

@@ -60,6 +60,66 @@ def test_original_layouts_are_recognised_from_their_tensors(tmp_path, arch, args
         torch.testing.assert_close(loaded(x), original(x), atol=1e-6, rtol=0)
 
 
+def gan_compression_spade_layout(arch: str, ngf: int, label_nc: int, config: str | None = None) -> dict:
+    """Some keys and shapes of GAN Compression's SPADEGenerator and (Sub)MobileSPADEGenerator state dicts
+    (models/modules/spade_architecture, norm_G spadesyncbatch3x3), as its torch.save(net.state_dict()) writes
+    them, and how many keys they hold: 198 for the original GauGAN, 270 for the mobile ones."""
+    c = [int(v) for v in config.split("_")] if config else [ngf] * 8
+    hidden, fc = 2 * c[1], 16 * c[0]
+    layout = {"fc.weight": (fc, label_nc, 3, 3), "head_0.conv_0.weight": (16 * c[1], fc, 3, 3),
+              "head_0.norm_0.param_free_norm.running_mean": (16 * ngf,),
+              "head_0.norm_0.param_free_norm.num_batches_tracked": (),
+              "head_0.norm_0.mlp_shared.0.weight": (hidden, label_nc, 3, 3),
+              "up_0.conv_s.weight": (8 * c[4], fc, 1, 1), "up_0.norm_1.param_free_norm.running_var": (8 * ngf,),
+              "conv_img.weight": (3, c[7], 3, 3), "keys": 198 if arch == "spade_generator" else 270}
+    if arch == "spade_generator":
+        layout["head_0.norm_0.mlp_gamma.weight"] = (fc, hidden, 3, 3)
+    else:  # separable: depthwise conv, instance norm (no tensors), pointwise conv
+        layout["head_0.norm_0.mlp_gamma.conv.0.weight"] = (hidden, 1, 3, 3)
+        layout["head_0.norm_0.mlp_gamma.conv.2.weight"] = (fc, hidden, 1, 1)
+    return layout
+
+
+@pytest.mark.parametrize(("arch", "args"), [
+    ("spade_generator", {"dataset": "cityscapes", "ngf": 4}),
+    ("spade_generator", {"dataset": "coco-stuff", "ngf": 4}),
+    ("mobile_spade_generator", {"dataset": "cityscapes", "ngf": 4}),
+    # GAN Compression's cityscapes and Fast GAN Compression's COCO-Stuff configs, each number divided by 8
+    ("sub_mobile_spade_generator", {"dataset": "cityscapes", "ngf": 6, "config": "4_5_5_4_5_3_4_3"}),
+    ("sub_mobile_spade_generator", {"dataset": "coco-stuff", "ngf": 8, "config": "5_4_4_5_4_5_3_3"}),
+])
+def test_gaugan_layouts_are_recognised_from_their_tensors(tmp_path, arch, args):
+    torch.manual_seed(0)
+    original = create_model(arch, **args).eval()
+    for name, buffer in original.named_buffers():
+        if "running" in name:  # trained statistics, not the identity a new batch norm starts as
+            buffer.uniform_(0.5, 1.5)
+    state = original.state_dict()
+    label_nc = 36 if args["dataset"] == "cityscapes" else 184
+    layout = gan_compression_spade_layout(arch, args["ngf"], label_nc, args.get("config"))
+    assert len(state) == layout.pop("keys")
+    assert {key: tuple(state[key].shape) for key in layout} == layout
+    checkpoint = tmp_path / "latest_net_G.pth"
+    torch.save(state, checkpoint)
+
+    converted = get_converter("gan-compression")(checkpoint, None, {})
+    assert (converted.arch, converted.arch_args) == (arch, args)
+    loaded = api.load(api.convert(checkpoint, "gan-compression", tmp_path / "out"))
+    # The same class with the same tensors (a forward pass at 512x256 would take seconds): equal outputs.
+    assert type(loaded) is type(original)
+    converted_state = loaded.state_dict()
+    assert converted_state.keys() == state.keys()
+    assert all(torch.equal(converted_state[key], tensor) for key, tensor in state.items())
+
+
+def test_a_gaugan_for_an_unknown_dataset_names_its_label_channels(tmp_path):
+    state = create_model("spade_generator", ngf=2).state_dict()
+    state["fc.weight"] = torch.zeros(32, 151, 3, 3)  # ADE20K: 150 labels + don't care, no instance map
+    torch.save(state, tmp_path / "latest_net_G.pth")
+    with pytest.raises(GzooError, match=r"fc takes 151 label channels.*cityscapes \(36\), coco-stuff \(184\)"):
+        api.convert(tmp_path / "latest_net_G.pth", "gan-compression", tmp_path / "out")
+
+
 def test_a_config_that_does_not_fit_the_checkpoint_names_the_problem(tmp_path):
     checkpoint = tmp_path / "latest_net_G.pth"
     torch.save(create_model("sub_mobile_resnet_generator", config="16_16_32_16_32_32_16_16").state_dict(), checkpoint)

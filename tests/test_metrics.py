@@ -7,7 +7,7 @@ from torch import nn
 
 from gzoo.metrics import count_macs, count_params, measure_latency
 from gzoo.metrics.latency import median_stable
-from gzoo.metrics.macs import UncountedOperatorError
+from gzoo.metrics.macs import MacCount, UncountedOperatorError
 from gzoo.models import create_model
 
 
@@ -30,10 +30,28 @@ def test_transposed_conv_is_counted_over_input_truly_and_over_output_in_the_pape
     assert count.macs_paper == 4 * count.macs
 
 
-def test_norms_cost_one_per_element_only_in_the_paper_convention():
-    for norm in (nn.InstanceNorm2d(3), nn.BatchNorm2d(3).eval(), nn.InstanceNorm2d(3, affine=True)):
-        count = count_macs(norm, torch.rand(2, 3, 4, 5))
-        assert (count.macs, count.macs_paper) == (0, 2 * 3 * 4 * 5)
+def test_the_paper_convention_counts_instance_and_layer_norms_but_not_batch_norms_or_activations():
+    # torchprofile 0.0.1: aten::instance_norm and aten::layer_norm cost one per output element, affine or not;
+    # aten::batch_norm costs 0; group norm, leaky ReLU and bilinear upsampling it has no handler for (0).
+    x = torch.rand(2, 4, 6, 5)
+    counted = (nn.InstanceNorm2d(4), nn.InstanceNorm2d(4, affine=True), nn.LayerNorm(5),
+               nn.LayerNorm(5, elementwise_affine=False))
+    for layer in counted:
+        assert count_macs(layer, x) == MacCount(macs=0, macs_paper=2 * 4 * 6 * 5), layer
+    free = (nn.BatchNorm2d(4).eval(), nn.BatchNorm2d(4).train(), nn.BatchNorm2d(4, affine=False).eval(),
+            nn.BatchNorm2d(4, track_running_stats=False), nn.GroupNorm(2, 4), nn.LeakyReLU(0.2),
+            nn.LeakyReLU(0.2, inplace=True), nn.Upsample(scale_factor=2, mode="bilinear"))
+    for layer in free:
+        assert count_macs(layer, x) == MacCount(macs=0, macs_paper=0), layer
+
+
+def test_a_norm_called_below_torch_nn_functional_is_an_error_not_a_guess():
+    class Direct(nn.Module):
+        def forward(self, x):
+            return torch.native_batch_norm(x, None, None, None, None, True, 0.1, 1e-5)[0]
+
+    with pytest.raises(UncountedOperatorError, match="aten::native_batch_norm"):
+        count_macs(Direct(), torch.rand(2, 3, 4, 4))
 
 
 def test_linear_and_batch():

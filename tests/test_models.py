@@ -89,6 +89,32 @@ def test_every_architecture_maps_an_image_to_the_expected_shape(arch):
     assert torch.isfinite(out).all()
 
 
+# Whether each original clamps its input to [-1, 1] before the stem, read in its forward():
+# GAN Compression's and OMGD's resnet_generator.py, sub_mobile_ and super_mobile_resnet_generator.py do;
+# their mobile_resnet_generator.py does not (the clamp is commented out), nor OMGD's deep teachers
+# (mobile_resnet_deepest_generator.py, unet_deepest_generator.py), the pix2pix U-Net or CAT's inception
+# generator.
+CLAMPS_INPUT = {
+    "resnet_generator": True, "sub_mobile_resnet_generator": True, "super_mobile_resnet_generator": True,
+    "mobile_resnet_generator": False, "omgd_deep_mobile_resnet_generator": False, "unet_generator": False,
+    "omgd_deep_unet_generator": False, "cat_inception_generator": False,
+}
+
+
+@pytest.mark.parametrize("arch", CLAMPS_INPUT)
+def test_inputs_outside_the_image_range_are_clamped_only_where_the_original_clamps(arch):
+    torch.manual_seed(0)
+    args = {"config": "8_8_16_8_16_16_8_8"} if arch.startswith("sub_") else {"ngf": 8}
+    model = create_model(arch, **args).eval()
+    x = photo(256 if "unet" in arch else 64) * 3  # a real photo, scaled to [-3, 3]
+    with torch.no_grad():
+        out, out_of_clamped = model(x), model(x.clamp(-1, 1))
+    if CLAMPS_INPUT[arch]:
+        assert torch.equal(out, out_of_clamped)
+    else:
+        assert (out - out_of_clamped).abs().max() > 1e-2
+
+
 def test_key_names_follow_gan_compression():
     # Parameter names as GAN Compression saves them, so its checkpoints load key for key.
     keys = set(create_model("mobile_resnet_generator", ngf=16).state_dict())

@@ -7,6 +7,7 @@ URL sources are served by a small range-capable HTTP server started by the test.
 import hashlib
 import http.server
 import io
+import json
 import threading
 import warnings
 from pathlib import Path
@@ -244,3 +245,31 @@ def test_offline_the_message_names_hf_hub_offline_only_when_it_is_set(tmp_path, 
     assert str(offline.value).endswith("not in the local cache, and HF_HUB_OFFLINE is set; unset HF_HUB_OFFLINE to "
                                        "download it")
     assert unset.value.exit_code == offline.value.exit_code == 1
+
+
+@pytest.mark.parametrize(("arch", "args"), [
+    ("spade_generator", {"dataset": "cityscapes", "ngf": 4}),
+    # A sub-mobile config as wide as its network: the tensors alone would read it as mobile_spade_generator.
+    ("sub_mobile_spade_generator", {"dataset": "cityscapes", "ngf": 4, "config": "4_4_4_4_4_4_4_4"}),
+])
+def test_a_gaugan_entry_pulls_as_the_architecture_its_zoo_entry_names(url_server, tmp_path, arch, args):
+    torch.manual_seed(0)
+    buffer = io.BytesIO()
+    torch.save(create_model(arch, **args).state_dict(), buffer)  # as GAN Compression saves latest_net_G.pth
+    RangeHandler.payload = buffer.getvalue()
+    zoo = tmp_path / "zoo.yaml"
+    zoo.write_text(f"""\
+schema: 1
+models:
+  - id: gan-compression/cityscapes-gaugan
+    method: gan-compression
+    task: cityscapes
+    arch: {arch}
+    arch_args: {json.dumps(args)}
+    input: {{channels: 36, height: 256, width: 512}}
+    weights:
+      url: {{url: '{url_server}', sha256: {hashlib.sha256(RangeHandler.payload).hexdigest()}}}
+      format: gan-compression
+""")
+    info = api.directory_info(api.pull("gan-compression/cityscapes-gaugan", zoo=load_zoo(zoo)))
+    assert (info["arch"], info["arch_args"]) == (arch, args)

@@ -152,3 +152,25 @@ def test_a_valid_minimal_zoo_loads(tmp_path):
     zoo = load_zoo(write(tmp_path, ENTRY))
     entry = zoo.get("original/horse2zebra")
     assert entry.input == (3, 256, 256) and entry.teacher is None and entry.reported == ()
+
+
+def test_figures_are_measured_again_when_the_mac_counter_changes(gzoo_home, tmp_path, monkeypatch, request):
+    import json
+
+    from gzoo import api
+    from gzoo.zoo import architectures
+
+    # A copy of the MAC counter's source stands in for it, so the test can change "its" code.
+    counter = tmp_path / "macs.py"
+    counter.write_bytes(architectures.MEASURING_SOURCES[0].read_bytes())
+    monkeypatch.setattr(architectures, "MEASURING_SOURCES", (counter, *architectures.MEASURING_SOURCES[1:]))
+    request.addfinalizer(architectures.figures_digest.cache_clear)
+    architectures.figures_digest.cache_clear()
+    first = api.model_info("gan-compression/horse2zebra")["macs_paper"]
+    keys = set(json.loads((gzoo_home / "figures.json").read_text()))
+
+    counter.write_text(counter.read_text() + "\n# the paper convention changed\n")
+    architectures.figures_digest.cache_clear()
+    assert api.model_info("gan-compression/horse2zebra")["macs_paper"] == first
+    new_keys = set(json.loads((gzoo_home / "figures.json").read_text())) - keys
+    assert len(new_keys) == 1 and new_keys.pop().startswith("static ")  # measured again, not served from the cache

@@ -2,19 +2,25 @@
 
 Files that are not images (or whose header cannot be read) are skipped and counted, never fatal on their own;
 a folder with no readable image left, or with images of different sizes, is refused with one clear message.
+Scanning and hashing a folder imports no torch (comparing cached features needs none); reading batches does.
 """
 
+from __future__ import annotations
+
 import hashlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 from PIL import Image, UnidentifiedImageError
 
 from gzoo.errors import GzooError
+
+if TYPE_CHECKING:
+    import torch
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
 
@@ -44,6 +50,8 @@ class ImageFolder:
 
     def batches(self, batch_size: int) -> Iterator[torch.Tensor]:
         """uint8 N x 3 x H x W batches, in order."""
+        import torch
+
         for start in range(0, len(self.paths), batch_size):
             yield torch.stack([read_image(path) for path in self.paths[start:start + batch_size]])
 
@@ -64,7 +72,21 @@ def open_rgb(path: Path) -> Image.Image:
 
 def to_uint8_tensor(image: Image.Image) -> torch.Tensor:
     """An RGB PIL image as a uint8 3 x H x W tensor."""
+    import torch
+
     return torch.from_numpy(np.asarray(image).copy()).permute(2, 0, 1).contiguous()
+
+
+class ImageCounter:
+    """Turns "n more images done" into a (done, total, label) progress callback."""
+
+    def __init__(self, total: int, progress: Callable[[int, int, str], None] | None) -> None:
+        self.total, self.done, self.progress = total, 0, progress
+
+    def advance(self, images: int, label: str = "") -> None:
+        self.done += images
+        if self.progress:
+            self.progress(self.done, self.total, label)
 
 
 def scan_image_folder(root: str | Path, same_size: bool = True) -> ImageFolder:

@@ -1,8 +1,23 @@
-"""Measurements: pure functions of (model, data, protocol)."""
+"""Measurements: pure functions of (model, data, protocol).
 
-from gzoo.metrics.fidelity import psnr, ssim
-from gzoo.metrics.latency import Latency, measure_interleaved, measure_latency, measure_onnx_latency
-from gzoo.metrics.macs import MacCount, count_macs, count_params
+The names below are imported from their modules on first use, so importing one module of the package (such as
+``gzoo.metrics.fid``, which compares cached features without torch) does not import torch through the others.
+"""
 
-__all__ = ["Latency", "MacCount", "count_macs", "count_params", "measure_interleaved", "measure_latency",
-           "measure_onnx_latency", "psnr", "ssim"]
+from importlib import import_module
+from typing import Any
+
+_MODULE_OF = {
+    "psnr": "fidelity", "ssim": "fidelity",
+    "Latency": "latency", "measure_interleaved": "latency", "measure_latency": "latency",
+    "measure_onnx_latency": "latency",
+    "MacCount": "macs", "count_macs": "macs", "count_params": "macs",
+}
+
+__all__ = sorted(_MODULE_OF)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _MODULE_OF:
+        raise AttributeError(f"module 'gzoo.metrics' has no attribute {name!r}")
+    return getattr(import_module(f"gzoo.metrics.{_MODULE_OF[name]}"), name)

@@ -1,8 +1,10 @@
 """FID and KID with torch-fidelity's standard Inception, from 2048-d features that can be cached per folder.
 
 torch-fidelity computes the features (uint8 images in, its TF-compatible bilinear resize to 299 inside) and
-the metrics (its own FID and KID functions); gzoo adds the offline weights (gzoo.metrics.inception), a
-feature cache keyed by folder content, and GAN Compression's .npz reference statistics.
+KID; FID is torch-fidelity's formula with the trace of the matrix square root taken through symmetric
+matrices (below). gzoo adds the offline weights (gzoo.metrics.inception), a feature cache keyed by folder
+content, and GAN Compression's .npz reference statistics. Comparing cached features imports neither torch
+nor torch-fidelity.
 """
 
 import hashlib
@@ -10,12 +12,15 @@ import os
 from collections.abc import Callable, Iterable
 from functools import cache
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 
 from gzoo.errors import GzooError
 from gzoo.paths import gzoo_home
+
+if TYPE_CHECKING:
+    import torch
 
 FEATURE_LAYER = "2048"
 PROTOCOL = "torch-fidelity inception-v3-compat pool3 (2048-d), uint8 input resized to 299 bilinear inside"
@@ -23,13 +28,16 @@ KID_SUBSETS = 100  # torch-fidelity's defaults
 KID_SUBSET_SIZE = 1000
 KID_SEED = 2020
 
-Statistics = dict[str, np.ndarray]  # {"mu": (2048,), "sigma": (2048, 2048)}, float64
+# {"mu": (2048,), "sigma": (2048, 2048)}, float64; from features also "factor": (2048, k) with F F^T = sigma
+Statistics = dict[str, np.ndarray]
 Progress = Callable[[int], None]  # called with the number of images just processed
 
 
-def extract_features(extractor: torch.nn.Module, batches: Iterable[torch.Tensor],
-                     progress: Progress | None = None) -> torch.Tensor:
+def extract_features(extractor: "torch.nn.Module", batches: Iterable["torch.Tensor"],
+                     progress: Progress | None = None) -> "torch.Tensor":
     """N x 2048 float32 pool3 features of uint8 N x 3 x H x W batches."""
+    import torch
+
     features = []
     with torch.inference_mode():
         for batch in batches:
@@ -39,28 +47,60 @@ def extract_features(extractor: torch.nn.Module, batches: Iterable[torch.Tensor]
     return torch.cat(features)
 
 
-def statistics(features: torch.Tensor) -> Statistics:
-    """Mean and covariance of the features, in float64 (as torch-fidelity and GAN Compression's .npz hold them)."""
-    array = features.double().numpy()
-    return {"mu": array.mean(axis=0), "sigma": np.cov(array, rowvar=False)}
+def statistics(features: Any) -> Statistics:
+    """Mean and covariance of N x d features (a tensor or an array), in float64 (as torch-fidelity and GAN
+    Compression's .npz hold them). With fewer images than features, also the covariance's factor: the centred
+    features over sqrt(N - 1), which makes the FID formula cheap (see :func:`trace_sqrt_product`)."""
+    array = np.asarray(features, dtype=np.float64)
+    if len(array) < 2:
+        raise GzooError(f"FID needs at least 2 images per set to estimate a covariance, not {len(array)}; "
+                        "give more images")
+    stats = {"mu": array.mean(axis=0), "sigma": np.cov(array, rowvar=False)}
+    if len(array) - 1 < array.shape[1]:
+        stats["factor"] = (array - stats["mu"]).T / np.sqrt(len(array) - 1)
+    return stats
+
+
+def covariance_factor(stats: Statistics) -> np.ndarray:
+    """F with F F^T = sigma: the stored factor, else sigma's eigenvectors of numerically positive eigenvalues,
+    each scaled by the root of its eigenvalue (symmetric eigendecomposition)."""
+    if "factor" in stats:
+        return stats["factor"]
+    values, vectors = np.linalg.eigh(stats["sigma"])
+    positive = values > values.max() * len(values) * np.finfo(values.dtype).eps
+    return vectors[:, positive] * np.sqrt(values[positive])
+
+
+def trace_sqrt_product(stats_a: Statistics, stats_b: Statistics) -> float:
+    """tr sqrt(sigma_a sigma_b), the term of FID that torch-fidelity takes from eigvals of the non-symmetric
+    product, through symmetric matrices only.
+
+    With sigma_a = F F^T, the product's non-zero eigenvalues are those of the symmetric positive semi-definite
+    F^T sigma_b F (with F = sqrt(sigma_a), the matrix sqrt(sigma_a) sigma_b sqrt(sigma_a)); the trace is the sum of
+    their roots. F has one column per image when the features are at hand, so 100 + 100 images need one
+    100 x 100 eigendecomposition instead of a 2048 x 2048 one.
+    """
+    if "factor" not in stats_a and "factor" in stats_b:
+        stats_a, stats_b = stats_b, stats_a  # tr sqrt(AB) = tr sqrt(BA): the same eigenvalues
+    factor = covariance_factor(stats_a)
+    eigenvalues = np.linalg.eigvalsh(factor.T @ stats_b["sigma"] @ factor)
+    return float(np.sqrt(np.clip(eigenvalues, 0, None)).sum())  # rounding can leave tiny negative ones
 
 
 def fid(stats_a: Statistics, stats_b: Statistics) -> float:
     """Fréchet Inception Distance between two feature distributions (torch-fidelity's formula)."""
-    from torch_fidelity.metric_fid import KEY_METRIC_FID, fid_statistics_to_metric
+    diff = stats_a["mu"] - stats_b["mu"]
+    return float(diff.dot(diff) + np.trace(stats_a["sigma"]) + np.trace(stats_b["sigma"])
+                 - 2 * trace_sqrt_product(stats_a, stats_b))
 
-    return fid_statistics_to_metric(stats_a, stats_b, verbose=False)[KEY_METRIC_FID]
 
-
-def kid(features_a: torch.Tensor, features_b: torch.Tensor, subset_size: int | None = None,
+def kid(features_a: Any, features_b: Any, subset_size: int | None = None,
         subsets: int = KID_SUBSETS, seed: int = KID_SEED) -> tuple[float, float, int]:
     """Kernel Inception Distance (mean, std over subsets) and the subset size used.
 
     The default subset size is torch-fidelity's 1000, or the smaller set's size when a set has fewer images;
     a subset size asked for explicitly must fit both sets.
     """
-    from torch_fidelity.metric_kid import KEY_METRIC_KID_MEAN, KEY_METRIC_KID_STD, kid_features_to_metric
-
     smaller = min(len(features_a), len(features_b))
     if subset_size is None:
         subset_size = min(KID_SUBSET_SIZE, smaller)
@@ -69,8 +109,11 @@ def kid(features_a: torch.Tensor, features_b: torch.Tensor, subset_size: int | N
                         f"{len(features_b)} images; use --kid-subset-size between 2 and {smaller}")
     if subsets < 1:
         raise GzooError(f"KID subsets must be at least 1, not {subsets}")
-    out = kid_features_to_metric(features_a, features_b, kid_subsets=subsets, kid_subset_size=subset_size,
-                                 rng_seed=seed, verbose=False)
+    import torch
+    from torch_fidelity.metric_kid import KEY_METRIC_KID_MEAN, KEY_METRIC_KID_STD, kid_features_to_metric
+
+    out = kid_features_to_metric(torch.as_tensor(features_a), torch.as_tensor(features_b), kid_subsets=subsets,
+                                 kid_subset_size=subset_size, rng_seed=seed, verbose=False)
     return out[KEY_METRIC_KID_MEAN], out[KEY_METRIC_KID_STD], subset_size
 
 
@@ -108,20 +151,21 @@ class FeatureCache:
         return self.folder / f"{key[:32]}.npy"
 
     def get_or_compute(self, content_hash: str, variant: str, count: int,
-                       compute: Callable[[], torch.Tensor]) -> tuple[torch.Tensor, bool]:
-        """The features of ``count`` images whose bytes hash to ``content_hash``, read as ``variant`` says
-        (e.g. "as stored", "resized to 256x256"); computed and stored when not cached. Also says if cached."""
+                       compute: Callable[[], Any]) -> tuple[np.ndarray, bool]:
+        """The N x 2048 float32 features of ``count`` images whose bytes hash to ``content_hash``, read as
+        ``variant`` says (e.g. "as stored", "resized to 256x256"); computed and stored when not cached. Also says
+        if cached."""
         path = self.path(content_hash, variant)
         try:
-            features = torch.from_numpy(np.load(path, allow_pickle=False))
+            features = np.load(path, allow_pickle=False)
             if len(features) == count:
                 return features, True
         except (OSError, ValueError):
             pass  # not cached yet (or unreadable): compute again
-        features = compute()
+        features = np.asarray(compute())
         path.parent.mkdir(parents=True, exist_ok=True)
         staging = path.with_name(f".{path.stem}.{os.getpid()}.npy")
-        np.save(staging, features.numpy())
+        np.save(staging, features)
         os.replace(staging, path)  # readers see no file or a whole one
         return features, False
 
@@ -134,17 +178,27 @@ class InceptionFeatures:
         self.cache = FeatureCache(weights_path)
         self._extractor: torch.nn.Module | None = None
 
-    def extract(self, batches: Iterable[torch.Tensor], progress: Progress | None = None) -> torch.Tensor:
+    def extract(self, batches: Iterable["torch.Tensor"], progress: Progress | None = None) -> "torch.Tensor":
         if self._extractor is None:
             from gzoo.metrics.inception import load_extractor
 
             self._extractor = load_extractor(self.weights_path).eval()
         return extract_features(self._extractor, batches, progress)
 
-    def cached(self, content_hash: str, variant: str, count: int, batches: Callable[[], Iterable[torch.Tensor]],
-               progress: Progress | None = None) -> tuple[torch.Tensor, bool]:
-        """Features of a set of images known by its content hash; ``batches`` is only called on a cache miss."""
-        return self.cache.get_or_compute(content_hash, variant, count, lambda: self.extract(batches(), progress))
+    def cached(self, content_hash: str, variant: str, count: int, batches: Callable[[], Iterable["torch.Tensor"]],
+               progress: Progress | None = None) -> tuple[np.ndarray, bool]:
+        """Features of a set of images known by its content hash, and whether they came from the cache; ``batches``
+        is only called on a miss. ``progress`` counts the images either way."""
+        features, cached = self.cache.get_or_compute(content_hash, variant, count,
+                                                     lambda: self.extract(batches(), progress))
+        if cached and progress:
+            progress(count)
+        return features, cached
+
+    def folder(self, folder: Any, batch_size: int, progress: Progress | None = None) -> tuple[np.ndarray, bool]:
+        """Features of an image folder's images as stored (a ``gzoo.data.ImageFolder``), cached by their bytes."""
+        return self.cached(folder.content_hash(), "as stored", len(folder), lambda: folder.batches(batch_size),
+                           progress)
 
 
 @cache

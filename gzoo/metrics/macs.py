@@ -1,4 +1,4 @@
-"""Multiply-accumulates, counted for every model by one rule per ATen operator.
+"""Multiply-accumulates, counted for every model by one rule per operator.
 
 The model runs under a dispatch mode that sees every ATen operator with its tensors' shapes. Built on
 the ``meta`` device, nothing is computed: GauGAN at 512x256 is counted in a fraction of a second where
@@ -8,10 +8,16 @@ Two conventions, always labelled:
 
 - ``macs``: true multiply-accumulates of convolutions, linear layers and matrix products. A transposed
   conv costs one MAC per input element per weight it touches (input x weight volume).
-- ``macs_paper``: the torchprofile convention in which GAN Compression, OMGD and CAT published their
-  tables. Convs count output elements x input channels x kernel area, so a stride-2 transposed conv
-  costs 4x its true MACs; every norm (batch, instance, layer, group) counts one per output element;
-  elementwise mul, leaky ReLU and average pooling one per output element; bilinear upsampling four.
+- ``macs_paper``: the count of torchprofile 0.0.1, the release GAN Compression and CAT pin and the one whose
+  counts reproduce most published tables (14 of the 17 MACs rows of GAN Compression's README; later releases
+  8). Convs count output elements x input channels x kernel area, so a stride-2 transposed conv costs 4x its
+  true MACs; linear layers and matrix products their true MACs; instance and layer norms one per output
+  element, affine or not; elementwise mul and average pooling (mean) one per output element; batch norm,
+  group norm, activations (leaky ReLU included) and upsampling nothing. Tests check it against torchprofile
+  0.0.1 itself on every zoo architecture.
+
+ATen sees an instance norm as a batch norm over a reshaped input, so a function mode records which
+``torch.nn.functional`` norm is running while the dispatch mode counts it.
 """
 
 from collections import Counter
@@ -21,7 +27,9 @@ from math import prod
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import nn
+from torch.overrides import TorchFunctionMode
 from torch.utils._python_dispatch import TorchDispatchMode
 
 # Operators that cost nothing in either convention (data movement, activations, additions). Any operator
@@ -36,7 +44,18 @@ ZERO_COST_OPS = frozenset((
     "split_with_sizes", "chunk", "clone", "contiguous", "_to_copy", "copy_", "fill_", "zero_", "empty",
     "empty_like", "empty_strided", "zeros", "zeros_like", "ones", "ones_like", "new_ones", "new_zeros",
     "new_empty", "full", "arange", "repeat", "index", "index_select", "detach", "alias", "lift_fresh",
-    "_local_scalar_dense",
+    "_local_scalar_dense", "leaky_relu", "leaky_relu_", "upsample_bilinear2d",
+))
+
+# The norm an ATen norm operator belongs to, told by the function that called it.
+NORM_FUNCTIONS = {
+    F.batch_norm: "batch", torch.batch_norm: "batch", F.instance_norm: "instance", torch.instance_norm: "instance",
+    F.layer_norm: "layer", torch.layer_norm: "layer", F.group_norm: "group", torch.group_norm: "group",
+}
+PAPER_COUNTED_NORMS = frozenset(("instance", "layer"))  # torchprofile 0.0.1: batch norm 0, group norm unknown to it
+NORM_OPS = frozenset((  # instance norm reaches ATen as a batch norm over the reshaped input
+    "native_batch_norm", "_native_batch_norm_legit", "_native_batch_norm_legit_no_training",
+    "native_layer_norm", "native_group_norm",
 ))
 
 
@@ -82,13 +101,7 @@ RULES: dict[str, Callable[[tuple, torch.Tensor], tuple[int, int]]] = {
     "mm": _matrix_product,
     "bmm": _matrix_product,
     "addmm": _addmm,
-    **dict.fromkeys((
-        # norms (instance norm reaches ATen as a batch norm over the reshaped input)
-        "native_batch_norm", "_native_batch_norm_legit", "_native_batch_norm_legit_no_training",
-        "native_layer_norm", "native_group_norm",
-        "mul", "mul_", "leaky_relu", "leaky_relu_", "avg_pool2d", "_adaptive_avg_pool2d", "mean",
-    ), _per_output_element(1)),
-    "upsample_bilinear2d": _per_output_element(4),
+    **dict.fromkeys(("mul", "mul_", "avg_pool2d", "_adaptive_avg_pool2d", "mean"), _per_output_element(1)),
 }
 
 
@@ -101,17 +114,38 @@ class _MacCounter(TorchDispatchMode):
         super().__init__()
         self.totals: Counter = Counter()
         self.unknown: set[str] = set()
+        self.norm: str | None = None  # the torch.nn.functional norm running now, set by _NormKind
 
     def __torch_dispatch__(self, func: Any, types: Any, args: tuple = (), kwargs: dict | None = None) -> Any:
         out = func(*args, **(kwargs or {}))
         name = func.overloadpacket.__name__
+        first = out[0] if isinstance(out, tuple | list) else out
         if name in RULES:
-            first = out[0] if isinstance(out, tuple | list) else out
             macs, macs_paper = RULES[name](args, first)
             self.totals.update(macs=macs, macs_paper=macs_paper)
+        elif name in NORM_OPS and self.norm is not None:
+            self.totals.update(macs_paper=first.numel() if self.norm in PAPER_COUNTED_NORMS else 0)
         elif name not in ZERO_COST_OPS:
             self.unknown.add(f"aten::{name}")
         return out
+
+
+class _NormKind(TorchFunctionMode):
+    """Tells the counter which norm function the ATen norm operators it sees come from."""
+
+    def __init__(self, counter: _MacCounter) -> None:
+        super().__init__()
+        self.counter = counter
+
+    def __torch_function__(self, func: Any, types: Any, args: tuple = (), kwargs: dict | None = None) -> Any:
+        kind = NORM_FUNCTIONS.get(func)
+        if kind is None:
+            return func(*args, **(kwargs or {}))
+        outer, self.counter.norm = self.counter.norm, kind
+        try:
+            return func(*args, **(kwargs or {}))
+        finally:
+            self.counter.norm = outer
 
 
 def count_macs(model: nn.Module, example: torch.Tensor | tuple[torch.Tensor, ...]) -> MacCount:
@@ -121,7 +155,7 @@ def count_macs(model: nn.Module, example: torch.Tensor | tuple[torch.Tensor, ...
     """
     inputs = example if isinstance(example, tuple) else (example,)
     counter = _MacCounter()
-    with torch.no_grad(), counter:
+    with torch.no_grad(), _NormKind(counter), counter:
         model(*inputs)
     if counter.unknown:
         names = ", ".join(sorted(counter.unknown))

@@ -109,14 +109,14 @@ class ResnetGenerator(nn.Module):
 
     def __init__(self, widths: ResnetWidths, input_nc: int = 3, output_nc: int = 3, norm: str = "instance",
                  dropout: float = 0.0, padding_type: str = "reflect", block: str = "resnet",
-                 super_layers: bool = False) -> None:
+                 super_layers: bool = False, clamp_input: bool = True) -> None:
         super().__init__()
         check_dropout(dropout)
         make_norm, bias = norm_layer(norm, sliceable=super_layers), conv_bias(norm)
         conv = SuperConv2d if super_layers else nn.Conv2d
         conv_t = SuperConvTranspose2d if super_layers else nn.ConvTranspose2d
         separable = SuperSeparableConv2d if super_layers else SeparableConv2d
-        self.widths = widths
+        self.widths, self.clamp_input = widths, clamp_input
         self.options = dict(input_nc=input_nc, output_nc=output_nc, norm=norm, dropout=dropout,
                             padding_type=padding_type)
 
@@ -140,8 +140,9 @@ class ResnetGenerator(nn.Module):
         self.model = nn.Sequential(*layers)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # The originals clamp the input to the image range before the stem.
-        return self.model(x.clamp(-1, 1))
+        # GAN Compression's plain, sub-mobile and super-mobile generators clamp the input to the image range
+        # before the stem; its and OMGD's MobileResnetGenerator do not (the clamp is commented out there).
+        return self.model(x.clamp(-1, 1) if self.clamp_input else x)
 
 
 class SuperMobileResnetGenerator(ResnetGenerator):
@@ -190,9 +191,9 @@ def resnet_generator(ngf: int = 64, n_blocks: int = 9, norm: str = "instance", d
 def mobile_resnet_generator(ngf: int = 64, n_blocks: int = 9, norm: str = "instance", dropout: float = 0.0,
                             input_nc: int = 3, output_nc: int = 3,
                             padding_type: str = "reflect") -> ResnetGenerator:
-    """GAN Compression's mobile ResNet generator: residual convs made separable."""
+    """GAN Compression's (and OMGD's) mobile ResNet generator: residual convs made separable, input not clamped."""
     return ResnetGenerator(ResnetWidths.uniform(ngf, n_blocks), input_nc, output_nc, norm, dropout, padding_type,
-                           block="mobile")
+                           block="mobile", clamp_input=False)
 
 
 @register_model

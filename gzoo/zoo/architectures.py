@@ -14,15 +14,28 @@ from typing import Any
 from gzoo.paths import atomic_write_text, gzoo_home
 
 MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
+# The code that measures the leaderboard's figures (MACs, params, latency) besides the models themselves.
+MEASURING_SOURCES = tuple(MODELS_DIR.parent / "metrics" / name for name in ("macs.py", "latency.py"))
+
+
+def _sources_digest(sources: list[Path]) -> str:
+    digest = hashlib.sha256()
+    for source in sources:
+        digest.update(source.name.encode() + b"\0" + source.read_bytes())
+    return digest.hexdigest()
 
 
 @cache
 def models_digest() -> str:
     """sha256 over the model sources: changes whenever any architecture's code does."""
-    digest = hashlib.sha256()
-    for source in sorted(MODELS_DIR.glob("*.py")):
-        digest.update(source.name.encode() + b"\0" + source.read_bytes())
-    return digest.hexdigest()
+    return _sources_digest(sorted(MODELS_DIR.glob("*.py")))
+
+
+@cache
+def figures_digest() -> str:
+    """sha256 over the model sources and the code that measures them: cached figures (``figures.json``) of an
+    older MAC counter or latency protocol are never served."""
+    return _sources_digest([*sorted(MODELS_DIR.glob("*.py")), *MEASURING_SOURCES])
 
 
 def architecture_catalogue() -> dict[str, dict[str, Any]]:

@@ -1,8 +1,9 @@
 """``gan-compression`` and ``omgd``: generator checkpoints (``latest_net_G.pth``) as those codes save them.
 
-Our ResNet, mobile, sub-mobile and U-Net generators use the originals' parameter names, so these
-checkpoints load key for key; what a converter must find is the architecture and its widths, which
-the tensor shapes tell (a sub-mobile config is read off the layer widths).
+Our ResNet, mobile, sub-mobile, U-Net and SPADE (GauGAN) generators use the originals' parameter names,
+so these checkpoints load key for key; what a converter must find is the architecture and its widths,
+which the tensor shapes tell (a sub-mobile config is read off the layer widths, a GauGAN's dataset off
+its label channels).
 """
 
 from pathlib import Path
@@ -11,6 +12,7 @@ from typing import Any
 import torch
 
 from gzoo.errors import GzooError
+from gzoo.models.spade import BLOCKS, SPADE_DATASETS
 from gzoo.zoo.converters.base import Converted, match_architecture, read_checkpoint, register_converter
 
 Candidate = tuple[str, dict[str, Any]]
@@ -37,8 +39,43 @@ def sub_mobile_config(state: dict[str, torch.Tensor]) -> str | None:
     return "_".join(map(str, widths))
 
 
+# A sub-mobile SPADE config number is a block's conv_0 width divided by these (fc's width by 16).
+SPADE_CONFIG_SCALES = (16, 16, 16, 8, 4, 2, 1)
+
+
+def spade_sub_mobile_config(state: dict[str, torch.Tensor]) -> str:
+    """The 8-number config of a (sub-)mobile SPADE generator from its layer widths."""
+    widths = [state["fc.weight"].shape[0] // 16]
+    for block, scale in zip(BLOCKS, SPADE_CONFIG_SCALES, strict=True):
+        widths.append(state[f"{block}.conv_0.weight"].shape[0] // scale)
+    return "_".join(map(str, widths))
+
+
+def spade_candidates(state: dict[str, torch.Tensor], config: str | None = None) -> list[Candidate]:
+    """GauGAN generators as GAN Compression saves them (``fc``, ``head_0`` ... ``up_3``, ``conv_img``).
+
+    The dataset follows from fc's label channels, the full width ngf from the batch norm statistics (which
+    keep the full width in compressed generators too), full vs mobile from the SPADE gamma convs.
+    """
+    label_nc = state["fc.weight"].shape[1]
+    datasets = [name for name, d in SPADE_DATASETS.items() if d.label_nc == label_nc]
+    if not datasets:
+        known = ", ".join(f"{name} ({d.label_nc})" for name, d in SPADE_DATASETS.items())
+        raise GzooError(f"a GauGAN checkpoint whose fc takes {label_nc} label channels, but gzoo knows GauGANs for "
+                        f"{known} only; pass --arch and --arch-args for another dataset's generator")
+    common = {"dataset": datasets[0], "ngf": state["head_0.norm_0.param_free_norm.running_mean"].shape[0] // 16}
+    if "head_0.norm_0.mlp_gamma.conv.0.weight" not in state:  # dense gamma/beta convs: the original GauGAN
+        # A training checkpoint still holds spectral norm's weight_orig; released ones have it folded in.
+        spectral = {"spectral_norm": True} if "head_0.conv_0.weight_orig" in state else {}
+        return [("spade_generator", {**common, **spectral})]
+    return [("mobile_spade_generator", common),
+            ("sub_mobile_spade_generator", {**common, "config": config or spade_sub_mobile_config(state)})]
+
+
 def candidates(state: dict[str, torch.Tensor], config: str | None = None) -> list[Candidate]:
     """Architectures this checkpoint could be, from its key layout."""
+    if "fc.weight" in state and "head_0.norm_0.param_free_norm.running_mean" in state:
+        return spade_candidates(state, config)
     found: list[Candidate] = []
     if "model.model.0.weight" in state:  # pix2pix U-Net (OMGD students and teachers)
         ngf = state["model.model.0.weight"].shape[0]
@@ -52,8 +89,8 @@ def candidates(state: dict[str, torch.Tensor], config: str | None = None) -> lis
         found += [("resnet_generator", {"ngf": ngf, "norm": norm}),
                   ("omgd_deep_mobile_resnet_generator", {"ngf": ngf, "norm": norm})]
     if not found:
-        raise GzooError("no generator layout recognised (expected keys like model.1.weight or model.model.0.weight); "
-                        "is --from the right format?")
+        raise GzooError("no generator layout recognised (expected keys like model.1.weight, model.model.0.weight "
+                        "or GauGAN's fc.weight and head_0.*); is --from the right format?")
     return found
 
 

@@ -1,4 +1,6 @@
-"""How numbers are written for people."""
+"""How numbers (and the values around them) are written for people."""
+
+from typing import Any
 
 
 def human(value: float | None, digits: int = 2) -> str:
@@ -9,3 +11,21 @@ def human(value: float | None, digits: int = 2) -> str:
         if abs(value) >= scale:
             return f"{value / scale:.{digits}f}{unit}"
     return f"{value:g}"
+
+
+def readable(value: Any) -> str:
+    """A value as a person reads it, never as Python writes it: None -> '-', True -> 'yes', 2550000000.0 ->
+    '2.55G', 356867 -> '356,867', {'stem': 16, 'up': [32, 16]} -> 'stem 16; up 32, 16'."""
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, int):
+        return f"{value:,}"
+    if isinstance(value, float):
+        return human(value) if abs(value) >= 1e4 else f"{value:g}"
+    if isinstance(value, dict):
+        return "; ".join(f"{key} {readable(item)}" for key, item in value.items())
+    if isinstance(value, list | tuple):
+        return ", ".join(map(readable, value))
+    return str(value)

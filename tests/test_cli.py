@@ -458,3 +458,34 @@ def test_shell_completion_installs_and_completes_commands_and_choices(gzoo_main,
         monkeypatch.setenv("COMP_CWORD", str(len(words.split()) - (0 if words.endswith(" ") else 1)))
         code, out, _ = gzoo_main()
         assert (code, out.split()) == (0, expected), words
+
+
+def test_ctrl_c_stops_the_leaderboard_within_a_second_even_inside_a_heavy_pass(tmp_path, gzoo_home):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    zoo = tmp_path / "zoo.yaml"
+    zoo.write_text(SMALL_ZOO.split("  - id: gan-compression")[0].replace(
+        "arch_args: {ngf: 16}\n    input: {channels: 3, height: 64, width: 64}",
+        "arch_args: {ngf: 64}\n    input: {channels: 3, height: 768, width: 768}"))  # seconds per pass on 2 cores
+    env = {**os.environ, "GZOO_HOME": str(gzoo_home), "GZOO_ZOO": str(zoo)}
+    board = subprocess.Popen([sys.executable, "-m", "gzoo", "leaderboard"], env=env, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 240
+        while not (gzoo_home / "figures.json").exists():  # written once MACs are counted: timing starts next
+            assert board.poll() is None and time.monotonic() < deadline, board.communicate()
+            time.sleep(0.05)
+        time.sleep(0.5)  # inside the warm-up pass by now
+        board.send_signal(signal.SIGINT)
+        start = time.monotonic()
+        out, err = board.communicate(timeout=60)
+        stopped_after = time.monotonic() - start
+    finally:
+        board.kill()
+    assert stopped_after < 1.0 and board.returncode == 130 and out == ""
+    assert err == "gzoo: error: interrupted; the figures measured so far are cached, the next leaderboard goes " \
+                  "on from there\n"

@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from gzoo.cli.interrupt import in_background, stop_now
 from gzoo.cli.options import JsonOption, MethodOption, TaskOption
 from gzoo.cli.output import (
     Column,
@@ -167,8 +168,11 @@ def leaderboard(method: MethodOption = None, task: TaskOption = None,
     """Measure every zoo entry on this machine and show it beside the published numbers."""
     from gzoo import api, report
 
-    with progress_bar("measuring") as advance:
-        board = api.leaderboard(method, task, progress=advance, remeasure=remeasure)
+    try:
+        with progress_bar("measuring") as advance:
+            board = in_background(lambda: api.leaderboard(method, task, progress=advance, remeasure=remeasure))
+    except KeyboardInterrupt:
+        stop_now("interrupted; the figures measured so far are cached, the next leaderboard goes on from there")
     if not board["rows"] and output_format in (Format.table, Format.md):
         return nothing_matched(method, task)
     if output_format is Format.json:

@@ -241,7 +241,16 @@ def test_leaderboard_shows_the_newest_measured_value_and_flags_another_protocol(
 
 def test_bad_format_is_refused(run_gzoo, small_zoo):
     result = run_gzoo("leaderboard", "--format", "xml", zoo=small_zoo)
-    assert result.returncode == 2 and "xml" in result.stderr and "Traceback" not in result.stderr
+    assert_one_line_error(result, "Invalid value for '--format': Value error, 'xml' is not one of 'table', 'md', "
+                                  "'csv', 'json'; see `gzoo leaderboard --help`")
+
+
+def test_usage_errors_are_one_line_too(gzoo_main):
+    assert gzoo_main("eval") == (2, "", "gzoo: error: Missing argument 'model'; see `gzoo eval --help`\n")
+    assert gzoo_main("evaluate") == (2, "", "gzoo: error: No such command 'evaluate'. Did you mean 'eval'? see "
+                                            "`gzoo --help`\n")
+    code, out, err = gzoo_main()  # no command: the help, as before
+    assert code == 2 and "Usage: gzoo [OPTIONS] COMMAND" in out + err and "error" not in err
 
 
 def test_readme_opens_with_the_two_setup_commands_and_ci_runs_the_second():

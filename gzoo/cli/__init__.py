@@ -58,13 +58,22 @@ def main_options(
 
 
 def main() -> None:
-    """Entry point: run the app; a GzooError becomes one line on stderr and its exit code."""
+    """Entry point: run the app; a GzooError or a usage error (a value not among an option's choices, a missing
+    option) becomes one line on stderr and its exit code."""
     try:
-        # click handles its own usage errors (exit 2) and exits 0 on success. The program is `gzoo` however it
-        # was started (python -m gzoo, tests), so usage lines and the shell completion script name the command.
-        app(prog_name="gzoo")
+        # The program is `gzoo` however it was started (python -m gzoo, tests), so usage lines and the shell
+        # completion script name the command.
+        code = app(prog_name="gzoo", standalone_mode=False)
     except GzooError as err:
         if _State.debug:
             raise
         error(str(err))
         sys.exit(err.exit_code)
+    except typer.exceptions.TyperException as err:  # click's usage errors, as typer ships them
+        if not hasattr(err, "format_message") or getattr(err, "ctx", None) is None:
+            raise
+        message = err.format_message().rstrip(".")
+        if message:  # none after `gzoo` alone, which printed the help
+            error(f"{message}{'' if message.endswith('?') else ';'} see `{err.ctx.command_path} --help`")
+        sys.exit(getattr(err, "exit_code", 2))
+    sys.exit(code if isinstance(code, int) else 0)

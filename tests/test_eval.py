@@ -120,7 +120,9 @@ def test_unpaired_folders_and_saved_images(photos, tmp_path):
     (["--metrics", "fid", "--mode", "single"], "cannot measure fid: no reference"),
     (["--max-images", "0"], "--max-images must be at least 1"),
     (["--metrics", "miou"], "cannot measure miou: needs --segmenter"),
-    (["--direction", "sideways"], "unknown direction"),
+    (["--direction", "sideways"], "Invalid value for '--direction': Value error, 'sideways' is not one of 'AtoB', "
+                                  "'BtoA'; see `gzoo eval --help`"),
+    (["--mode", "pairs"], "'pairs' is not one of 'auto', 'paired', 'unpaired', 'single'"),
 ])
 def test_bad_input_is_one_line_and_exit_2(args, message, photos, run_gzoo):
     done = run_gzoo("eval", VINTAGIFY, "--data", str(photos), *args)
@@ -219,6 +221,7 @@ def test_every_metric_left_out_is_named_with_the_reason(tiny_generator, photos, 
                 "inputs)"}
     code, out, err = gzoo_main("eval", str(tiny_generator), "--data", str(photos), "--max-images", "2")
     assert code == 0 and "latency_ms" in out
+    assert out.splitlines()[0] == f"{tiny_generator.resolve()} on {photos}"  # unfolded, however long
     assert err.splitlines()[:3] == [
         "not measured: fid, kid: no reference: give --reference DIR|NPZ, a dataset with real targets (paired or "
         "testA/testB), or --teacher",

@@ -8,14 +8,32 @@ import sys
 from typing import Annotated
 
 import typer
+import typer.core
 
 from gzoo.cli import compress, evaluate, hub, models, results, timing
 from gzoo.cli.output import error, stdout
 from gzoo.errors import GzooError
 from gzoo.version import __version__
 
+
+def _flags_without_type() -> None:
+    """typer 0.2x prints '<bool>' beside every flag in --help (`--json <bool>`), though a flag takes no value:
+    show none. Older typer versions print no types, and have nothing to change."""
+    option = getattr(typer.core, "TyperOption", None)
+    shown = getattr(option, "display_type_rich", None)
+    if shown is None or getattr(shown, "gzoo", False):
+        return
+
+    def display_type_rich(self: typer.core.TyperOption, ctx: object) -> str | None:
+        return None if getattr(self, "is_bool_flag", False) else shown(self, ctx)
+
+    display_type_rich.gzoo = True
+    option.display_type_rich = display_type_rich
+
+
+_flags_without_type()
 app = typer.Typer(help="A model zoo and evaluation suite for compressed image-to-image generators.",
-                  no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
+                  no_args_is_help=True, add_completion=True, pretty_exceptions_enable=False)
 for group in (models, timing, evaluate, hub, compress, results):
     group.register(app)
 
@@ -40,16 +58,27 @@ def main_options(
 
 
 def main() -> None:
-    """Entry point: run the app; a GzooError becomes one line on stderr and its exit code."""
+    """Entry point: run the app; a GzooError or a usage error (a value not among an option's choices, a missing
+    option) becomes one line on stderr and its exit code."""
     try:
-        app()  # click handles its own usage errors (exit 2) and exits 0 on success
+        # The program is `gzoo` however it was started (python -m gzoo, tests), so usage lines and the shell
+        # completion script name the command.
+        code = app(prog_name="gzoo", standalone_mode=False)
     except GzooError as err:
         if _State.debug:
             raise
         error(str(err))
         sys.exit(err.exit_code)
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, typer.Abort):
         if _State.debug:
             raise
         error("interrupted")
         sys.exit(130)
+    except typer.exceptions.TyperException as err:  # click's usage errors, as typer ships them
+        if not hasattr(err, "format_message") or getattr(err, "ctx", None) is None:
+            raise
+        message = err.format_message().rstrip(".")
+        if message:  # none after `gzoo` alone, which printed the help
+            error(f"{message}{'' if message.endswith('?') else ';'} see `{err.ctx.command_path} --help`")
+        sys.exit(getattr(err, "exit_code", 2))
+    sys.exit(code if isinstance(code, int) else 0)

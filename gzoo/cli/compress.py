@@ -7,10 +7,9 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
 from gzoo.cli.options import JsonOption
-from gzoo.cli.output import human, note, print_json, progress_bar, stdout
+from gzoo.cli.output import Column, human, note, print_json, print_table, progress_bar, wide_console
 from gzoo.errors import Interrupted
 
 
@@ -21,13 +20,14 @@ def register(app: typer.Typer) -> None:
 def compress(
         recipe: Annotated[Path, typer.Argument(help="A recipe file (see recipes/).")],
         teacher: Annotated[str | None, typer.Option(help="The teacher: zoo id or model directory "
-                                                         "(default: the recipe's).")] = None,
+                                                         "(default: the recipe's).", metavar="ID|DIR")] = None,
         data: Annotated[Path | None, typer.Option(help="The dataset folder (default: the recipe's).")] = None,
         output: Annotated[Path | None, typer.Option("-o", "--output", help="Run directory "
                                                     "(default: runs/<recipe name>).")] = None,
         resume: Annotated[bool, typer.Option("--resume", help="Continue a killed run in the run directory.")] = False,
         overrides: Annotated[list[str] | None, typer.Option("--set", help="Override a recipe value: "
-                                                            "section.key=value (repeatable).")] = None,
+                                                            "section.key=value (repeatable).",
+                                                            metavar="SECTION.KEY=VALUE")] = None,
         as_json: JsonOption = False) -> None:
     """Compress a teacher with a recipe: train, search, fine-tune, export and evaluate the student."""
     from gzoo import api
@@ -53,13 +53,15 @@ def compress(
     if as_json:
         print_json(summary)
         return
-    table = Table("", "value", title=f"student {summary['config']} in {summary['student']}")
-    table.add_row(f"MACs (paper convention, {summary['macs_input']})",
-                  f"{human(summary['teacher_macs_paper'])} -> {human(summary['student_macs_paper'])} "
-                  f"({summary['macs_reduction']:.1f}x fewer)")
+    rows = [[f"MACs (paper convention, {summary['macs_input']})",
+             f"{human(summary['teacher_macs_paper'])} -> {human(summary['student_macs_paper'])} "
+             f"({summary['macs_reduction']:.1f}x fewer)"]]
     for metric, value in summary["metrics"].items():
-        table.add_row(f"{metric} (held-out)", value if isinstance(value, str) else f"{value:.4f}")
+        rows.append([f"{metric} (held-out)", value if isinstance(value, str) else f"{value:.4f}"])
     if "identity_psnr" in summary:
-        table.add_row("psnr of the input itself (identity baseline)", f"{summary['identity_psnr']:.4f}")
-    stdout.print(table)
+        rows.append(["psnr of the input itself (identity baseline)", f"{summary['identity_psnr']:.4f}"])
+    console = wide_console()
+    console.print(f"student {summary['config']} in {summary['student']}", highlight=False, markup=False,
+                  soft_wrap=True)  # a path: never folded
+    print_table((Column(""), Column("value", "wrap")), rows, console)
     note("stored in the results store; `gzoo leaderboard` shows it")

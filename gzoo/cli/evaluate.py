@@ -1,13 +1,15 @@
 """`gzoo fid` and `gzoo eval`: measure images and models, and store what was measured."""
 
+from enum import Enum
 from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
 from gzoo.cli.options import JsonOption
-from gzoo.cli.output import note, print_json, progress_bar, stderr, stdout
+from gzoo.cli.output import Column, note, print_json, print_table, progress_bar, result_line, wide_console
+
+EVAL_COLUMNS = (Column("metric", "id"), Column("value", justify="right"), Column("protocol", "wrap"))
 
 
 def register(app: typer.Typer) -> None:
@@ -35,17 +37,28 @@ def fid(first: Annotated[Path, typer.Argument(help="A folder of images (e.g. gen
     if as_json:
         print_json(result)
         return
-    stdout.print(f"FID {result['fid']:.4f}", highlight=False)
+    result_line(f"FID {result['fid']:.4f}")
     if with_kid:
-        stdout.print(f"KID {result['kid_mean']:.6f} ± {result['kid_std']:.6f} "
-                     f"({result['kid_subsets']} subsets of {result['kid_subset_size']})", highlight=False)
+        result_line(f"KID {result['kid_mean']:.6f} ± {result['kid_std']:.6f} "
+                    f"({result['kid_subsets']} subsets of {result['kid_subset_size']})")
     for side in result["inputs"]:
         if "images" in side:
             cached = ", features cached" if side["features_cached"] else ""
             skipped = f", {side['skipped']} non-image files skipped" if side["skipped"] else ""
-            stderr.print(f"{side['path']}: {side['images']} images {side['size']}{skipped}{cached}", highlight=False)
-    stderr.print(f"Inception weights: {result['inception']['source']} ({result['inception']['path']})",
-                 highlight=False)
+            note(f"{side['path']}: {side['images']} images {side['size']}{skipped}{cached}")
+    note(f"Inception weights: {result['inception']['source']} ({result['inception']['path']})")
+
+
+class Mode(str, Enum):
+    auto = "auto"
+    paired = "paired"
+    unpaired = "unpaired"
+    single = "single"
+
+
+class Direction(str, Enum):
+    AtoB = "AtoB"
+    BtoA = "BtoA"
 
 
 def eval_command(
@@ -54,19 +67,22 @@ def eval_command(
                                                           "folder of images; class folders for classifiers.")],
         metrics: Annotated[str | None, typer.Option(help="Comma-separated: fid,kid,psnr,ssim,miou,latency "
                                                          "(generators), top1,top5,latency (classifiers) "
-                                                         "[default: every one the data allows]")] = None,
+                                                         "[default: every one the data allows]",
+                                                    metavar="METRIC,...")] = None,
         teacher: Annotated[str | None, typer.Option(help="Teacher (zoo id or directory) for PSNR/SSIM "
-                                                         "[default: the model's own]")] = None,
+                                                         "[default: the model's own]", metavar="ID|DIR")] = None,
         reference: Annotated[Path | None, typer.Option(help="FID/KID reference: a folder of real images or an "
                                                             ".npz (mu, sigma) [default: the data's targets, "
                                                             "else the teacher's outputs]")] = None,
-        mode: Annotated[str, typer.Option(help="auto, paired, unpaired or single.")] = "auto",
-        direction: Annotated[str, typer.Option(help="AtoB or BtoA.")] = "AtoB",
+        mode: Annotated[Mode, typer.Option(help="The data layout (auto: found from the folder).")] = Mode.auto,
+        direction: Annotated[Direction, typer.Option(help="Paired and unpaired data: which side is the input.")
+                             ] = Direction.AtoB,
         batch_size: Annotated[int, typer.Option(help="Images per batch.")] = 8,
         max_images: Annotated[int | None, typer.Option(help="Only the first N inputs.")] = None,
         save_images: Annotated[Path | None, typer.Option(help="Write the generated images here.")] = None,
         kid_subset_size: Annotated[int | None, typer.Option(help="KID subset size.")] = None,
-        inception_weights: Annotated[str | None, typer.Option(help="torch-fidelity Inception weights file.")] = None,
+        inception_weights: Annotated[Path | None, typer.Option(help="torch-fidelity Inception weights file.")
+                                     ] = None,
         threads: Annotated[int | None, typer.Option(help="CPU threads for the latency.")] = None,
         segmenter: Annotated[Path | None, typer.Option(help="mIoU: DRN-D-105 Cityscapes weights "
                                                             "(drn-d-105_ms_cityscapes.pth).")] = None,
@@ -79,9 +95,10 @@ def eval_command(
 
     with progress_bar("evaluating") as advance:
         result = api.evaluate(model, data, metrics.split(",") if metrics else None, teacher, progress=advance,
-                              store=not no_store, mode=mode, direction=direction, reference=reference,
+                              store=not no_store, mode=mode.value, direction=direction.value, reference=reference,
                               batch_size=batch_size, max_images=max_images, save_images=save_images,
-                              kid_subset_size=kid_subset_size, inception_weights=inception_weights,
+                              kid_subset_size=kid_subset_size,
+                              inception_weights=str(inception_weights) if inception_weights else None,
                               threads=threads, segmenter=segmenter, labels=labels)
     if as_json:
         print_json(result)
@@ -93,10 +110,10 @@ def eval_command(
         note(f"not measured: {', '.join(skipped)}: {why}")
     for warning in result["warnings"]:
         note(f"gzoo: warning: {warning}")
-    table = Table("metric", "value", "protocol", title=f"{result['model']} on {result['data']}")
-    for metric, value in result["metrics"].items():
-        shown = value if isinstance(value, str) else f"{value:.4f}"
-        table.add_row(metric, shown, result["protocols"][metric]["name"])
-    stdout.print(table)
+    console = wide_console()
+    console.print(f"{result['model']} on {result['data']}", highlight=False, markup=False, soft_wrap=True)
+    print_table(EVAL_COLUMNS, [[metric, value if isinstance(value, str) else f"{value:.4f}",
+                                result["protocols"][metric]["name"]] for metric, value in result["metrics"].items()],
+                console)
     if result["stored"]:
-        stderr.print("stored in the results store; `gzoo leaderboard` shows the latest values", highlight=False)
+        note("stored in the results store; `gzoo leaderboard` shows the latest values")

@@ -2,6 +2,7 @@
 
 import json
 import warnings
+from enum import Enum
 from pathlib import Path
 from typing import Annotated
 
@@ -11,6 +12,9 @@ from gzoo.cli.options import JsonOption
 from gzoo.cli.output import note, print_json, progress_bar, result_line
 from gzoo.errors import GzooError
 
+# gzoo.zoo.converters.formats(), spelled here so that --help needs no torch (a test keeps the two equal).
+CheckpointFormat = Enum("CheckpointFormat", {name: name for name in (
+    "cat", "gan-compression", "kill-the-bits", "omgd", "onnx-style", "state-dict", "vintagify")}, type=str)
 zoo_app = typer.Typer(help="Maintainer commands for zoo.yaml.", no_args_is_help=True)
 
 
@@ -22,7 +26,8 @@ def register(app: typer.Typer) -> None:
 
 
 def pull(model_id: Annotated[str, typer.Argument(help="A zoo id with published weights.")],
-         revision: Annotated[str | None, typer.Option(help="Hub revision (default: the one zoo.yaml pins).")] = None,
+         revision: Annotated[str | None, typer.Option(help="Hub revision (default: the one zoo.yaml pins).",
+                                                      metavar="REVISION")] = None,
          ) -> None:
     """Download an entry's weights (sha256-verified) and convert them into a gzoo model directory."""
     from gzoo import api
@@ -39,7 +44,7 @@ def push(directory: Annotated[Path, typer.Argument(help="A gzoo model directory.
          repo_id: Annotated[str, typer.Argument(help="The Hub model repository, e.g. user/horse2zebra-small.")],
          private: Annotated[bool, typer.Option("--private", help="Create the repository private.")] = False,
          revision: Annotated[str | None, typer.Option(help="Branch to commit to, created if missing "
-                                                           "(default: main).")] = None,
+                                                           "(default: main).", metavar="BRANCH")] = None,
          as_json: JsonOption = False) -> None:
     """Upload a model directory to the Hugging Face Hub, its card regenerated with the measured results.
 
@@ -57,13 +62,15 @@ def push(directory: Annotated[Path, typer.Argument(help="A gzoo model directory.
 
 
 def convert(source: Annotated[Path, typer.Argument(help="The original checkpoint file.")],
-            fmt: Annotated[str | None, typer.Option("--from", help="Its format (listed above); required.")] = None,
+            fmt: Annotated[CheckpointFormat | None, typer.Option("--from", help="Its format; required.")] = None,
             output: Annotated[Path | None, typer.Option("-o", "--output", help="The model directory to write; "
                                                         "required.")] = None,
-            arch: Annotated[str | None, typer.Option(help="Architecture, where the format cannot tell.")] = None,
-            arch_args: Annotated[str | None, typer.Option("--arch-args", help='JSON, e.g. \'{"ngf": 16}\'.')] = None,
+            arch: Annotated[str | None, typer.Option(help="Architecture, where the format cannot tell (`gzoo list "
+                                                          "--archs` lists them).", metavar="NAME")] = None,
+            arch_args: Annotated[str | None, typer.Option("--arch-args", help='JSON, e.g. \'{"ngf": 16}\'.',
+                                                          metavar="JSON")] = None,
             config: Annotated[str | None, typer.Option(help="GAN Compression config string, e.g. "
-                                                            "16_16_32_16_32_32_16_16.")] = None,
+                                                            "16_16_32_16_32_32_16_16.", metavar="CONFIG")] = None,
             ) -> None:
     """Convert an original checkpoint (gan-compression, omgd, cat, kill-the-bits, vintagify, onnx-style,
     state-dict) into a gzoo model directory."""
@@ -77,7 +84,7 @@ def convert(source: Annotated[Path, typer.Argument(help="The original checkpoint
         raise GzooError("--arch-args must be a JSON object like '{\"ngf\": 16}'")
     if config:
         args["config"] = config
-    result_line(str(api.convert(source, fmt, output, arch, args)))
+    result_line(str(api.convert(source, fmt.value if fmt else None, output, arch, args)))
 
 
 @zoo_app.command("pin")

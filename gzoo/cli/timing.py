@@ -1,15 +1,21 @@
 """`gzoo bench`: latency of one model, or of two side by side in one process."""
 
+from enum import Enum
 from typing import Annotated
 
 import typer
-from rich.markup import escape
-from rich.table import Table
 
 from gzoo.cli.options import JsonOption
-from gzoo.cli.output import print_json, progress_bar, wide_console
+from gzoo.cli.output import Column, print_json, print_table, progress_bar, wide_console
 
 RUNTIME_NAMES = {"eager": "eager PyTorch", "onnxruntime": "ONNX Runtime"}
+BENCH_COLUMNS = (Column("model", "id"), Column("weights"), Column("input"), Column("median ms", justify="right"),
+                 Column("IQR ms", justify="right"), Column("peak memory MB", justify="right"))
+
+
+class Runtime(str, Enum):
+    eager = "eager"
+    onnxruntime = "onnxruntime"
 
 
 def register(app: typer.Typer) -> None:
@@ -18,8 +24,10 @@ def register(app: typer.Typer) -> None:
 
 def bench(model: Annotated[str, typer.Argument(help="A zoo id (its architecture, random weights) or a model "
                                                    "directory.")],
-          vs: Annotated[str | None, typer.Option("--vs", help="A second model, timed in alternating turns.")] = None,
-          runtime: Annotated[str, typer.Option(help="eager or onnxruntime.")] = "eager",
+          vs: Annotated[str | None, typer.Option("--vs", help="A second model, timed in alternating turns.",
+                                                 metavar="ID|DIR")] = None,
+          runtime: Annotated[Runtime, typer.Option(help="eager PyTorch, or ONNX Runtime (gzoo's onnx extra).")
+                             ] = Runtime.eager,
           threads: Annotated[int | None, typer.Option(help="CPU threads (default: one per core).")] = None,
           batch: Annotated[int, typer.Option(help="Images per pass.")] = 1,
           runs: Annotated[int, typer.Option(help="Timed passes per model.")] = 10,
@@ -28,21 +36,18 @@ def bench(model: Annotated[str, typer.Argument(help="A zoo id (its architecture,
     from gzoo import api
 
     with progress_bar("") as advance:
-        result = api.bench(model, vs, runtime, threads, batch, runs, progress=advance)
+        result = api.bench(model, vs, runtime.value, threads, batch, runs, progress=advance)
     if as_json:
         print_json(result)
         return
     console = wide_console()
     console.print(f"{RUNTIME_NAMES[result['runtime']]}, {result['cpu']}, {result['threads']} threads, "
                   f"batch {result['batch']}, median of {result['runs']} timed passes"
-                  + (" in alternating turns" if vs else ""), highlight=False, markup=False)
-    table = Table("model", "weights", "input", "median ms", "IQR ms", "peak memory MB")
-    for m in result["models"]:
-        memory = "-" if m["peak_memory_mb"] is None else f"{m['peak_memory_mb']:.1f}"
-        table.add_row(escape(m["model"]), m["weights"], m["input"], f"{m['median_ms']:.2f}", f"{m['iqr_ms']:.2f}",
-                      memory)
-    console.print(table)
+                  + (" in alternating turns" if vs else ""), highlight=False, markup=False, soft_wrap=True)
+    print_table(BENCH_COLUMNS, [[m["model"], m["weights"], m["input"], f"{m['median_ms']:.2f}", f"{m['iqr_ms']:.2f}",
+                                 "-" if m["peak_memory_mb"] is None else f"{m['peak_memory_mb']:.1f}"]
+                                for m in result["models"]], console)
     if result["ratio"] is not None:
         a, b = (m["model"] for m in result["models"])
         faster, slower, ratio = (a, b, result["ratio"]) if result["ratio"] >= 1 else (b, a, 1 / result["ratio"])
-        console.print(f"{faster} is {ratio:.1f}x faster than {slower}", highlight=False, markup=False)
+        console.print(f"{faster} is {ratio:.1f}x faster than {slower}", highlight=False, markup=False, soft_wrap=True)

@@ -155,8 +155,8 @@ def _reported(reported: dict) -> str:
 
 def leaderboard(method: MethodOption = None, task: TaskOption = None,
                 output_format: Annotated[str | None, typer.Option(
-                    "--format", help="table, md, csv, json or html (default: from -o's suffix, else table).",
-                    show_default=False)] = None,
+                    "--format", metavar="table|md|csv|json|html",
+                    help="Output format (default: from -o's suffix, else table).", show_default=False)] = None,
                 output: Annotated[Path | None, typer.Option(
                     "-o", "--output", help="Write the board to this file (atomically) instead of stdout.")] = None,
                 plot: Annotated[Path | None, typer.Option(

@@ -431,7 +431,7 @@ def test_info_prints_readable_values(gzoo_main, shared_home, monkeypatch, tiny_m
 
 
 COMMANDS = [["list"], ["info"], ["leaderboard"], ["bench"], ["fid"], ["eval"], ["pull"], ["push"], ["convert"],
-            ["compress"], ["zoo", "pin"]]
+            ["compress"], ["zoo", "pin"], ["results", "export"]]
 
 
 def test_help_shows_flags_without_a_type_and_choices_instead_of_str(gzoo_main, monkeypatch):

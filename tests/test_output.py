@@ -60,10 +60,10 @@ def board(tmp_path_factory, shared_home):
     """The shipped zoo's leaderboard (latencies stubbed: only the layout is tested) with a local student whose
     directory path is long."""
     from gzoo import api, metrics
+    from gzoo.data.modeldir import save_model_dir
     from gzoo.metrics.latency import Latency
     from gzoo.models import create_model
     from gzoo.results import Result, record
-    from gzoo.zoo.modeldir import save_model_dir
 
     root = tmp_path_factory.mktemp("board")
     home = root / "home"

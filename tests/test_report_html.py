@@ -63,7 +63,7 @@ def test_every_number_carries_its_provenance(board):
                  "measured 2024-05-01T12:00:00.000000+00:00", "† not the paper's protocol", "psnr inf"):
         assert fact in measured, fact
     # The summary shows the number; the block that expands under it repeats the tooltip's lines.
-    assert student["measured"]["text"] == "fid 71.3 †" + "".join(measured.splitlines())
+    assert student["measured"]["text"] == "fid 71.3 (120 images) †" + "".join(measured.splitlines())
     latency = student["CPU ms"]["title"]
     assert "over 10 timed runs" in latency and "Test CPU 9000, 2 threads" in latency
     cat = cells["cat/horse2zebra"]["MACs paper"]

@@ -69,11 +69,6 @@ def main() -> None:
             raise
         error(str(err))
         sys.exit(err.exit_code)
-    except (KeyboardInterrupt, typer.Abort):
-        if _State.debug:
-            raise
-        error("interrupted")
-        sys.exit(130)
     except typer.exceptions.TyperException as err:  # click's usage errors, as typer ships them
         if not hasattr(err, "format_message") or getattr(err, "ctx", None) is None:
             raise
@@ -81,4 +76,10 @@ def main() -> None:
         if message:  # none after `gzoo` alone, which printed the help
             error(f"{message}{'' if message.endswith('?') else ';'} see `{err.ctx.command_path} --help`")
         sys.exit(getattr(err, "exit_code", 2))
+    except KeyboardInterrupt:  # typer versions that pass it on; others end the command with exit code 130
+        if _State.debug:
+            raise
+        code = 130
+    if code == 130:
+        error("interrupted")
     sys.exit(code if isinstance(code, int) else 0)

@@ -11,6 +11,7 @@ from rich.console import Console
 from gzoo.cli.interrupt import in_background, stop_now
 from gzoo.cli.options import JsonOption, MethodOption, TaskOption
 from gzoo.cli.output import (
+    UNBOUNDED,
     Column,
     human,
     note,
@@ -155,8 +156,8 @@ def _reported(reported: dict) -> str:
 
 def leaderboard(method: MethodOption = None, task: TaskOption = None,
                 output_format: Annotated[str | None, typer.Option(
-                    "--format", metavar="table|md|csv|json|html",
-                    help="Output format (default: from -o's suffix, else table).", show_default=False)] = None,
+                    "--format", help="table, md, csv, json or html (default: from -o's suffix, else table).",
+                    show_default=False, metavar="table|md|csv|json|html")] = None,
                 output: Annotated[Path | None, typer.Option(
                     "-o", "--output", help="Write the board to this file (atomically) instead of stdout.")] = None,
                 plot: Annotated[Path | None, typer.Option(
@@ -212,7 +213,7 @@ def print_leaderboard(board: dict, console: Console | None = None) -> None:
 
 
 def _table_text(board: dict) -> str:
-    """The table as plain text, for a file."""
-    console = Console(file=io.StringIO(), width=200, color_system=None)
+    """The table as plain text for a file: as wide as its content, like piped output."""
+    console = Console(file=io.StringIO(), width=UNBOUNDED, color_system=None)
     print_leaderboard(board, console)
     return console.file.getvalue()

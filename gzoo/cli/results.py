@@ -17,11 +17,11 @@ def register(app: typer.Typer) -> None:
 
 
 @results_app.command()
-def export(output_format: Annotated[str, typer.Option("--format", help="json or csv.")] = "json",
+def export(output_format: Annotated[str, typer.Option("--format", help="json or csv.", metavar="json|csv")] = "json",
            output: Annotated[Path | None, typer.Option("-o", "--output", help="Write to this file (atomically) "
                                                        "instead of stdout.")] = None,
            model: Annotated[str | None, typer.Option("--model", help="Only this model's results (a zoo id or a "
-                                                     "model directory's absolute path).")] = None,
+                                                     "model directory's absolute path).", metavar="ID|DIR")] = None,
            ) -> None:
     """Export every stored result with its provenance (weights and data hashes, protocol, device, versions, date)."""
     import sys

@@ -8,14 +8,16 @@ import typer
 from gzoo.cli.options import JsonOption
 from gzoo.cli.output import Column, print_json, print_table, progress_bar, wide_console
 
-RUNTIME_NAMES = {"eager": "eager PyTorch", "onnxruntime": "ONNX Runtime"}
 BENCH_COLUMNS = (Column("model", "id"), Column("weights"), Column("input"), Column("median ms", justify="right"),
                  Column("IQR ms", justify="right"), Column("peak memory MB", justify="right"))
 
 
-class Runtime(str, Enum):
+class Runtime(str, Enum):  # gzoo.metrics.latency.RUNTIMES
     eager = "eager"
     onnxruntime = "onnxruntime"
+    openvino = "openvino"
+    openvino_int8 = "openvino-int8"
+    executorch = "executorch"
 
 
 def register(app: typer.Typer) -> None:
@@ -26,8 +28,9 @@ def bench(model: Annotated[str, typer.Argument(help="A zoo id (its architecture,
                                                    "directory.")],
           vs: Annotated[str | None, typer.Option("--vs", help="A second model, timed in alternating turns.",
                                                  metavar="ID|DIR")] = None,
-          runtime: Annotated[Runtime, typer.Option(help="eager PyTorch, or ONNX Runtime (gzoo's onnx extra).")
-                             ] = Runtime.eager,
+          runtime: Annotated[Runtime, typer.Option(
+              help="eager PyTorch, ONNX Runtime (the onnx extra), OpenVINO fp32 or int8 (deploy), ExecuTorch (phone)."
+          )] = Runtime.eager,
           threads: Annotated[int | None, typer.Option(help="CPU threads (default: one per core).")] = None,
           batch: Annotated[int, typer.Option(help="Images per pass.")] = 1,
           runs: Annotated[int, typer.Option(help="Timed passes per model.")] = 10,
@@ -41,7 +44,7 @@ def bench(model: Annotated[str, typer.Argument(help="A zoo id (its architecture,
         print_json(result)
         return
     console = wide_console()
-    console.print(f"{RUNTIME_NAMES[result['runtime']]}, {result['cpu']}, {result['threads']} threads, "
+    console.print(f"{api.RUNTIME_NAMES[result['runtime']]}, {result['cpu']}, {result['threads']} threads, "
                   f"batch {result['batch']}, median of {result['runs']} timed passes"
                   + (" in alternating turns" if vs else ""), highlight=False, markup=False, soft_wrap=True)
     print_table(BENCH_COLUMNS, [[m["model"], m["weights"], m["input"], f"{m['median_ms']:.2f}", f"{m['iqr_ms']:.2f}",

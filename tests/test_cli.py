@@ -443,7 +443,9 @@ def test_help_shows_flags_without_a_type_and_choices_instead_of_str(gzoo_main, m
         assert not [line for line in options if "<bool>" in line or "<str>" in line], (command, out)
     shown = {command[0]: gzoo_main(*command, "--help")[1] for command in (["eval"], ["bench"], ["convert"])}
     assert "<auto|paired|unpaired|single>" in shown["eval"] and "<AtoB|BtoA>" in shown["eval"]
-    assert "<eager|onnxruntime>" in shown["bench"]
+    from gzoo.metrics.latency import RUNTIMES
+
+    assert f"<{'|'.join(RUNTIMES)}>" in shown["bench"]  # every runtime the API times
     assert "<cat|gan-compression|kill-the-bits|omgd|onnx-style|state-dict|vintagify>" in shown["convert"]
 
 

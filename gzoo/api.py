@@ -326,7 +326,7 @@ def push(directory: str | Path, repo_id: str, private: bool = False, token: str 
     from huggingface_hub.errors import HFValidationError
     from huggingface_hub.utils import validate_repo_id
 
-    from gzoo.data.modeldir import CARD, CONFIG, WEIGHTS, read_config, results_key, sha256_of
+    from gzoo.data.modeldir import CARD, CONFIG, read_config, results_key, sha256_of, weights_path
     from gzoo.zoo.card import model_card
     from gzoo.zoo.hub import upload_files
 
@@ -337,14 +337,16 @@ def push(directory: str | Path, repo_id: str, private: bool = False, token: str 
                         "'user/name' or 'organization/name'") from None
     directory = Path(directory)
     config = read_config(directory)  # refuses a directory without config.json
-    if not (directory / WEIGHTS).is_file():
-        raise GzooError(f"{directory} is not a complete gzoo model directory (no {WEIGHTS}); convert the model again")
+    weights_file = weights_path(directory, config)
+    if not weights_file.is_file():
+        raise GzooError(f"{directory} is not a complete gzoo model directory (no {weights_file.name}); "
+                        "convert the model again")
     steps = ("model card", f"uploading to {repo_id}")
     if progress:
         progress(0, len(steps), steps[0])
     zoo = load_zoo()
     key = results_key(directory, config)
-    weights = sha256_of(directory / WEIGHTS)
+    weights = sha256_of(weights_file)
     newest: dict[str, results.Result] = {}
     left_out = 0
     for result in sorted(results.history(key), key=lambda r: r.date):  # stable: the last recorded wins a tie
@@ -356,8 +358,8 @@ def push(directory: str | Path, repo_id: str, private: bool = False, token: str 
     atomic_write_text(directory / CARD, model_card(config, repo_id, list(newest.values()), reported, zoo, left_out))
     if progress:
         progress(1, len(steps), steps[1])
-    pushed = upload_files(directory, [WEIGHTS, CONFIG, CARD], repo_id, f"Upload {config.get('id') or directory.name} "
-                          f"with gzoo {__version__}", private, token, revision)
+    message = f"Upload {config.get('id') or directory.name} with gzoo {__version__}"
+    pushed = upload_files(directory, [weights_file.name, CONFIG, CARD], repo_id, message, private, token, revision)
     if progress:
         progress(len(steps), len(steps), "done")
     return pushed
@@ -468,7 +470,7 @@ def export(id_or_dir: str | Path, format: str, output: str | Path | None = None,
     that made the model) and keeps ``min_psnr`` dB (default 30) against fp32 on them. ``output`` defaults to
     exports/<name>-<format>[-int8]; ``input_size`` (height, width, or "HxW") to the model's input size.
     """
-    from gzoo.data.modeldir import WEIGHTS, read_config, sha256_of
+    from gzoo.data.modeldir import read_config, sha256_of, weights_path
     from gzoo.deploy import default_calibration, parse_size
     from gzoo.deploy import export as export_model
     from gzoo.metrics.openvino import MIN_PSNR
@@ -487,7 +489,7 @@ def export(id_or_dir: str | Path, format: str, output: str | Path | None = None,
         calibration = default_calibration(config, name)
     source = {"id": config.get("id") or (None if is_dir else str(id_or_dir)), "path": str(directory.resolve()),
               "arch": config["arch"], "arch_args": config["arch_args"], "teacher": config.get("teacher"),
-              "weights_sha256": sha256_of(directory / WEIGHTS)}
+              "weights_sha256": sha256_of(weights_path(directory, config))}
     output = Path(output) if output else Path("exports") / f"{name.replace('/', '--')}-{format}{'-int8' * int8}"
     return export_model(load_model_dir(directory), format, output, size, source=source, int8=int8,
                         calibration=Path(calibration) if calibration is not None else None,
@@ -497,17 +499,23 @@ def export(id_or_dir: str | Path, format: str, output: str | Path | None = None,
 def directory_info(directory: Path) -> dict:
     """A model directory's config with its parameter count and its size.
 
-    ``size.dense_bytes`` is the weights file as stored; ``size.packed_bytes``, for packed formats such as
-    Bit-Goes-Down's, the size in the paper's accounting of the packed form.
+    ``size.dense_bytes`` is the dense weights file as stored, for a packed directory the dense float32 form its
+    file decodes to; ``size.packed_bytes`` the packed form in the paper's accounting where a format has one
+    (Bit-Goes-Down's), else the packed file's bytes; ``size.file_bytes`` the weights file on disk.
     """
-    from gzoo.data.modeldir import WEIGHTS, read_config
+    from gzoo.data.modeldir import read_config, weights_path
     from gzoo.metrics import count_params
     from gzoo.models import load_model_dir
 
     directory = Path(directory)
     model = load_model_dir(directory)
     config = read_config(directory)
-    size = {"dense_bytes": (directory / WEIGHTS).stat().st_size}
+    file_bytes = weights_path(directory, config).stat().st_size
+    size = {"dense_bytes": file_bytes, "file_bytes": file_bytes}
+    if config.get("packing"):
+        size["dense_bytes"] = sum(t.numel() * (4 if t.is_floating_point() else t.element_size())
+                                  for t in model.state_dict().values())
+        size["packed_bytes"] = file_bytes
     if "packed" in config:
         size["packed_bytes"] = config["packed"]["packed_bytes"]
     return {**config, "path": str(directory), "params": count_params(model), "size": size}

@@ -22,7 +22,7 @@ from torch import nn
 from gzoo import results
 from gzoo.data.datasets import EvalData, open_eval_data, quantise, save_images
 from gzoo.data.images import ImageCounter, ImageFolder, scan_image_folder
-from gzoo.data.modeldir import WEIGHTS, read_config, results_key, sha256_of
+from gzoo.data.modeldir import read_config, results_key, sha256_of, weights_path
 from gzoo.errors import GzooError
 from gzoo.metrics import fid as fidlib
 from gzoo.metrics import measure_latency, psnr, ssim
@@ -74,7 +74,7 @@ def is_classifier(config: dict[str, Any]) -> bool:
 def load_subject(directory: Path) -> Subject:
     config = read_config(directory)
     return Subject(load_model_dir(directory), results_key(directory, config), directory, config,
-                   sha256_of(directory / WEIGHTS))
+                   sha256_of(weights_path(directory, config)))
 
 
 @dataclass

@@ -14,6 +14,7 @@ from typing import Any
 import torch
 
 from gzoo.compress.engine import TrainingSettings
+from gzoo.data.packing import Packed
 
 # A stage: (the pipeline's Run, the results of the stages before it) -> this stage's result, a JSON-able dict
 # (the export stage: an Exported). Typed loosely here because the pipeline and the recipe import this module.
@@ -30,6 +31,7 @@ class Exported:
     input_size: tuple[int, int]  # height, width the student was trained and is evaluated at
     lineage: dict[str, Any] = field(default_factory=dict)  # method facts kept in config.json (e.g. the search)
     summary: dict[str, Any] = field(default_factory=dict)  # method facts for the run's summary (e.g. the config)
+    packed: Packed | None = None  # a packed form to write instead of state_dict (gzoo.data.packing)
 
 
 @dataclass(frozen=True)

@@ -40,7 +40,7 @@ from gzoo.compress.method import Exported, Method
 from gzoo.compress.recipe import Recipe
 from gzoo.compress.rundir import RunDirectory
 from gzoo.compress.settings import StageSettings
-from gzoo.data.modeldir import WEIGHTS, read_config, save_model_dir, sha256_of
+from gzoo.data.modeldir import read_config, save_model_dir, sha256_of, weights_path
 from gzoo.errors import GzooError, Interrupted
 from gzoo.metrics import count_macs
 from gzoo.metrics.fidelity import psnr
@@ -192,7 +192,7 @@ def _load_teacher(name: str, teacher_directory: Callable[[], Path], method: Meth
     check_teacher(method, name, arch)
     model = load_model_dir(directory).to(processes.device).requires_grad_(False)
     shown = name if not Path(name).exists() else str(Path(name).resolve())
-    return Teacher(model, shown, Path(directory), arch, sha256_of(Path(directory) / WEIGHTS))
+    return Teacher(model, shown, Path(directory), arch, sha256_of(weights_path(directory)))
 
 
 def _write_student(run: Run, exported: Exported, stages: list[str], card: CardWriter | None) -> dict:
@@ -213,7 +213,7 @@ def _write_student(run: Run, exported: Exported, stages: list[str], card: CardWr
         },
     }
     if run.processes.is_main:
-        save_model_dir(directory, exported.state_dict, config, card(config) if card else None)
+        save_model_dir(directory, exported.packed or exported.state_dict, config, card(config) if card else None)
     barrier(run.processes)
     summary = {"student": str(directory), **exported.summary}
     if run.processes.is_main:

@@ -5,7 +5,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from gzoo.data.modeldir import WEIGHTS, read_config, read_weights
+from gzoo.data.modeldir import read_config, read_weights, weights_path
 from gzoo.errors import GzooError
 from gzoo.models.registry import create_model
 
@@ -15,7 +15,7 @@ def load_model_dir(directory: Path) -> nn.Module:
     directory = Path(directory)
     config = read_config(directory)
     model = create_model(config["arch"], **config["arch_args"])
-    load_state_checked(model, read_weights(directory), source=str(directory / WEIGHTS))
+    load_state_checked(model, read_weights(directory), source=str(weights_path(directory, config)))
     return model.eval()
 
 

@@ -15,6 +15,7 @@ from huggingface_hub import EvalResult, ModelCard, ModelCardData
 from huggingface_hub.errors import HFValidationError
 from huggingface_hub.utils import validate_repo_id
 
+from gzoo.data.modeldir import PACKED_WEIGHTS, WEIGHTS
 from gzoo.models import architecture_kind
 from gzoo.results import Result
 from gzoo.zoo.registry import Zoo
@@ -41,7 +42,7 @@ def model_card(config: dict[str, Any], repo_id: str | None = None, measured: Seq
     body = [f"# {name}", "",
             f"A {config.get('method') or 'gzoo'} model, architecture `{config['arch']}` with arguments "
             f"`{_json(config['arch_args'])}`, in the [gzoo](https://pypi.org/project/gzoo/) model directory format "
-            "(`model.safetensors`, `config.json`, this card).", "",
+            f"(`{PACKED_WEIGHTS if config.get('packing') else WEIGHTS}`, `config.json`, this card).", "",
             *([teacher_line, ""] if teacher_line else []),
             "## Use", "", "```python", "import gzoo",
             *(["from huggingface_hub import snapshot_download", "",

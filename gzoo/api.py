@@ -612,8 +612,8 @@ def _figures(entry: ZooEntry, cache: FiguresCache, latency: bool = False, remeas
     """Params and MACs (and, with ``latency``, CPU latency in ``runtime``) of the entry's architecture, cached.
 
     Params and MACs come from a model on the ``meta`` device, which computes nothing; only the latency
-    needs real weights. A latency is timed after a warm-up pass until its median is stable (at least 3 runs, at
-    most 30 or 2 s); only a settled one (stable, spread within 10%) is cached. ``remeasure`` times it again.
+    needs real weights. A latency is timed after a warm-up pass until its median is stable (at least 3 runs, then
+    at most 30 or 1 s); only a settled one (stable, spread within 10%) is cached. ``remeasure`` times it again.
     """
     if not entry.measurable:
         return {"params": None, "macs": None, "macs_paper": None, **({"latency": None} if latency else {})}
@@ -635,7 +635,7 @@ def _figures(entry: ZooEntry, cache: FiguresCache, latency: bool = False, remeas
 
         example = torch.rand(1, *entry.input) * 2 - 1
         try:
-            measured = measure_latency(build_model(entry), example, warmup=1, runs=30, min_runs=3, max_seconds=2.0,
+            measured = measure_latency(build_model(entry), example, warmup=1, runs=30, min_runs=3, max_seconds=1.0,
                                        threads=machine.threads(), until_stable=True, runtime=runtime)
         except GzooError as err:
             if runtime == "eager":

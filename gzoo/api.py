@@ -471,11 +471,12 @@ def export(id_or_dir: str | Path, format: str, output: str | Path | None = None,
     exports/<name>-<format>[-int8]; ``input_size`` (height, width, or "HxW") to the model's input size.
     """
     from gzoo.data.modeldir import read_config, sha256_of, weights_path
-    from gzoo.deploy import default_calibration, parse_size
+    from gzoo.deploy import check_request, default_calibration, parse_size
     from gzoo.deploy import export as export_model
     from gzoo.metrics.openvino import MIN_PSNR
     from gzoo.models import load_model_dir
 
+    check_request(format, int8)
     directory = model_directory(id_or_dir)
     config = read_config(directory)
     shape = config.get("input") or DEFAULT_INPUT

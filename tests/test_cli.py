@@ -433,7 +433,7 @@ def test_info_prints_readable_values(gzoo_main, shared_home, monkeypatch, tiny_m
 
 
 COMMANDS = [["list"], ["info"], ["leaderboard"], ["bench"], ["fid"], ["eval"], ["pull"], ["push"], ["convert"],
-            ["compress"], ["zoo", "pin"], ["results", "export"]]
+            ["compress"], ["export"], ["zoo", "pin"], ["results", "export"]]
 
 
 def test_help_shows_flags_without_a_type_and_choices_instead_of_str(gzoo_main, monkeypatch):
@@ -443,11 +443,16 @@ def test_help_shows_flags_without_a_type_and_choices_instead_of_str(gzoo_main, m
         options = [line for line in out.splitlines() if line.lstrip("│ *").startswith("-")]
         assert code == 0 and options, command
         assert not [line for line in options if "<bool>" in line or "<str>" in line], (command, out)
-    shown = {command[0]: gzoo_main(*command, "--help")[1] for command in (["eval"], ["bench"], ["convert"])}
+    shown = {command[0]: gzoo_main(*command, "--help")[1]
+             for command in (["eval"], ["bench"], ["convert"], ["leaderboard"], ["export"])}
     assert "<auto|paired|unpaired|single>" in shown["eval"] and "<AtoB|BtoA>" in shown["eval"]
     from gzoo.metrics.latency import RUNTIMES
 
     assert f"<{'|'.join(RUNTIMES)}>" in shown["bench"]  # every runtime the API times
+    assert f"<{'|'.join(RUNTIMES)}>" in shown["leaderboard"]
+    from gzoo.deploy import FORMATS
+
+    assert f"<{'|'.join(FORMATS)}>" in shown["export"]  # every format gzoo.deploy writes
     assert "<cat|gan-compression|kill-the-bits|omgd|onnx-style|state-dict|vintagify>" in shown["convert"]
 
 

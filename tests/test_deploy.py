@@ -53,6 +53,17 @@ def photo_folder(tmp_path_factory):
     return folder
 
 
+TINY_ZOO = """
+schema: 1
+models:
+  - {id: original/tiny, method: original, task: tiny, teacher: null, arch: resnet_generator,
+     arch_args: {ngf: 8, n_blocks: 2}, input: {channels: 3, height: 32, width: 32}}
+  - {id: gan-compression/tiny, method: gan-compression, task: tiny, teacher: original/tiny,
+     arch: sub_mobile_resnet_generator, arch_args: {config: "8_8_8_8_8_8_8_8"},
+     input: {channels: 3, height: 32, width: 32}}
+"""
+
+
 def eager(directory, image):
     with torch.inference_mode():
         return load_model_dir(directory)(image)
@@ -170,15 +181,7 @@ def test_bench_and_leaderboard_take_the_openvino_runtimes(student_dir, tmp_path)
     result = api.bench(str(student_dir), runtime="openvino", runs=2, threads=1)
     assert result["runtime"] == "openvino" and [m["runtime"] for m in result["models"]] == ["openvino"]
     zoo = tmp_path / "zoo.yaml"
-    zoo.write_text("""
-schema: 1
-models:
-  - {id: original/tiny, method: original, task: tiny, teacher: null, arch: resnet_generator,
-     arch_args: {ngf: 8, n_blocks: 2}, input: {channels: 3, height: 32, width: 32}}
-  - {id: gan-compression/tiny, method: gan-compression, task: tiny, teacher: original/tiny,
-     arch: sub_mobile_resnet_generator, arch_args: {config: "8_8_8_8_8_8_8_8"},
-     input: {channels: 3, height: 32, width: 32}}
-""")
+    zoo.write_text(TINY_ZOO)
     from gzoo.zoo import load_zoo
 
     board = api.leaderboard(zoo=load_zoo(zoo), runtime="openvino")
@@ -187,6 +190,29 @@ models:
     assert student["latency_ms"] > 0 and student["latency_speedup"] > 0 and student["macs_reduction"] > 1
     with pytest.raises(GzooError, match="unknown runtime 'tensorrt'"):
         api.leaderboard(zoo=load_zoo(zoo), runtime="tensorrt")
+
+
+def test_gzoo_export_and_leaderboard_runtime_on_the_command_line(run_gzoo, student_dir, tmp_path):
+    result = run_gzoo("export", str(student_dir), "--format", "onnx", "-o", str(tmp_path / "onnx"))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == f"{tmp_path / 'onnx'}\n"  # the path alone on stdout, for scripts
+    assert "max abs difference" in result.stderr and (tmp_path / "onnx" / "model.onnx").is_file()
+    result = run_gzoo("export", str(student_dir), "--format", "openvino", "-o", str(tmp_path / "ov"), "--json")
+    assert result.returncode == 0, result.stderr
+    exported = json.loads(result.stdout)
+    check = exported["check"]
+    assert exported["format"] == "openvino" and check["max_abs_difference"] <= check["tolerance"]
+    refused = run_gzoo("export", str(student_dir), "--format", "onnx", "--int8", "-o", str(tmp_path / "q"))
+    assert refused.returncode == 2 and refused.stderr.count("\n") == 1 and "use --format openvino" in refused.stderr
+    assert not (tmp_path / "q").exists()
+    zoo = tmp_path / "zoo.yaml"
+    zoo.write_text(TINY_ZOO)
+    board = run_gzoo("leaderboard", "--runtime", "onnxruntime", "--format", "json", zoo=zoo)
+    assert board.returncode == 0, board.stderr
+    board = json.loads(board.stdout)
+    assert board["runtime"] == "onnxruntime" and board["latency"].startswith("ONNX Runtime")
+    student = next(r for r in board["rows"] if r["id"] == "gan-compression/tiny")
+    assert student["latency_ms"] > 0 and student["latency_speedup"] > 0
 
 
 def test_an_executorch_export_for_phones_matches_eager_and_loads_back(student_dir, tmp_path):

@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 import typer.core
 
-from gzoo.cli import compress, evaluate, hub, models, results, timing
+from gzoo.cli import compress, deploy, evaluate, hub, models, results, timing
 from gzoo.cli.output import error, stdout
 from gzoo.errors import GzooError
 from gzoo.version import __version__
@@ -34,7 +34,7 @@ def _flags_without_type() -> None:
 _flags_without_type()
 app = typer.Typer(help="A model zoo and evaluation suite for compressed image-to-image generators.",
                   no_args_is_help=True, add_completion=True, pretty_exceptions_enable=False)
-for group in (models, timing, evaluate, hub, compress, results):
+for group in (models, timing, evaluate, hub, compress, deploy, results):
     group.register(app)
 
 

@@ -9,7 +9,7 @@ import typer
 from rich.console import Console
 
 from gzoo.cli.interrupt import in_background, stop_now
-from gzoo.cli.options import JsonOption, MethodOption, TaskOption
+from gzoo.cli.options import JsonOption, MethodOption, Runtime, RuntimeOption, TaskOption
 from gzoo.cli.output import (
     UNBOUNDED,
     Column,
@@ -165,6 +165,7 @@ def leaderboard(method: MethodOption = None, task: TaskOption = None,
                     "when several: FILE-TASK.png). Needs pip install 'gzoo[plot]'.")] = None,
                 remeasure: Annotated[bool, typer.Option("--remeasure", help="Time every latency again instead of "
                                                         "reading the cached ones.")] = False,
+                runtime: RuntimeOption = Runtime.eager,
                 ) -> None:
     """Measure every zoo entry on this machine and show it beside the published numbers."""
     from gzoo import api, report
@@ -177,7 +178,8 @@ def leaderboard(method: MethodOption = None, task: TaskOption = None,
         plots.check_plot_path(plot)
     try:
         with progress_bar("measuring") as advance:
-            board = in_background(lambda: api.leaderboard(method, task, progress=advance, remeasure=remeasure))
+            board = in_background(lambda: api.leaderboard(method, task, progress=advance, remeasure=remeasure,
+                                                          runtime=runtime.value))
     except KeyboardInterrupt:
         stop_now("interrupted; the figures measured so far are cached, the next leaderboard goes on from there")
     if not board["rows"] and fmt in ("table", "md"):

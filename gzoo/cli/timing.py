@@ -1,23 +1,14 @@
 """`gzoo bench`: latency of one model, or of two side by side in one process."""
 
-from enum import Enum
 from typing import Annotated
 
 import typer
 
-from gzoo.cli.options import JsonOption
+from gzoo.cli.options import JsonOption, Runtime, RuntimeOption
 from gzoo.cli.output import Column, print_json, print_table, progress_bar, wide_console
 
 BENCH_COLUMNS = (Column("model", "id"), Column("weights"), Column("input"), Column("median ms", justify="right"),
                  Column("IQR ms", justify="right"), Column("peak memory MB", justify="right"))
-
-
-class Runtime(str, Enum):  # gzoo.metrics.latency.RUNTIMES
-    eager = "eager"
-    onnxruntime = "onnxruntime"
-    openvino = "openvino"
-    openvino_int8 = "openvino-int8"
-    executorch = "executorch"
 
 
 def register(app: typer.Typer) -> None:
@@ -28,9 +19,7 @@ def bench(model: Annotated[str, typer.Argument(help="A zoo id (its architecture,
                                                    "directory.")],
           vs: Annotated[str | None, typer.Option("--vs", help="A second model, timed in alternating turns.",
                                                  metavar="ID|DIR")] = None,
-          runtime: Annotated[Runtime, typer.Option(
-              help="eager PyTorch, ONNX Runtime (the onnx extra), OpenVINO fp32 or int8 (deploy), ExecuTorch (phone)."
-          )] = Runtime.eager,
+          runtime: RuntimeOption = Runtime.eager,
           threads: Annotated[int | None, typer.Option(help="CPU threads (default: one per core).")] = None,
           batch: Annotated[int, typer.Option(help="Images per pass.")] = 1,
           runs: Annotated[int, typer.Option(help="Timed passes per model.")] = 10,

@@ -43,6 +43,14 @@ Progress = Callable[[int, int, str], None]
 NOT_WRITTEN = "nothing was written"
 
 
+def check_request(fmt: str, int8: bool) -> None:
+    """Refuse a format gzoo does not write, or int8 in one it does not quantize."""
+    if fmt not in FORMATS:
+        raise GzooError(f"unknown export format '{fmt}'; choose one of {', '.join(FORMATS)}")
+    if int8 and fmt != "openvino":
+        raise GzooError("--int8 writes OpenVINO IR (NNCF's quantization runs best there); use --format openvino")
+
+
 def export(model: nn.Module, fmt: str, output: Path, input_size: tuple[int, int], *, source: dict[str, Any],
            int8: bool = False, calibration: Path | None = None, min_psnr: float = ov_runtime.MIN_PSNR,
            threads: int | None = None, progress: Progress | None = None) -> dict[str, Any]:
@@ -51,10 +59,7 @@ def export(model: nn.Module, fmt: str, output: Path, input_size: tuple[int, int]
     ``source`` describes where the model came from (id or directory, arch, arch_args, weights sha256) and goes
     into the export's config.json, which is also returned (with ``path``).
     """
-    if fmt not in FORMATS:
-        raise GzooError(f"unknown export format '{fmt}'; choose one of {', '.join(FORMATS)}")
-    if int8 and fmt != "openvino":
-        raise GzooError("--int8 writes OpenVINO IR (NNCF's quantization runs best there); use --format openvino")
+    check_request(fmt, int8)
     if int8 and calibration is None:
         raise GzooError("--int8 needs calibration images: give --calibration DIR, a folder of real images like "
                         "the model's inputs")

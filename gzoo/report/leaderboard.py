@@ -30,7 +30,8 @@ def cells(row: dict, footnotes: list[str]) -> list[str]:
         latency = "not measurable yet"
     else:
         macs_paper = human(row["macs_paper"])
-        latency = f"{row['latency_ms']:.1f}" + ("" if row["latency_settled"] else " ~")
+        latency = ("cannot run" if row["latency_ms"] is None  # in this runtime; row["latency_error"] says why
+                   else f"{row['latency_ms']:.1f}" + ("" if row["latency_settled"] else " ~"))
     return [
         row["id"], row["method"], row["task"], row["input"], human(row["params"]), human(row["macs"]),
         macs_paper, latency,

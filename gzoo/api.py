@@ -56,7 +56,8 @@ def build_model(entry: ZooEntry):
 
 
 def leaderboard(method: str | None = None, task: str | None = None, progress: Progress | None = None,
-                zoo: Zoo | None = None, remeasure: bool = False, runtime: str = "eager") -> dict:
+                zoo: Zoo | None = None, remeasure: bool = False, runtime: str = "eager",
+                measure_data: str | Path | None = None) -> dict:
     """Rows of measured figures beside the reported ones, with reductions against each teacher.
 
     Latency is measured in ``runtime`` (one of ``gzoo.metrics.latency.RUNTIMES``) for students and teachers alike,
@@ -68,10 +69,17 @@ def leaderboard(method: str | None = None, task: str | None = None, progress: Pr
     path) get a row, marked ``local``, while their directory exists. Latencies are timed until their median is
     stable; one that is not, or whose spread is over 10%, is not cached (``latency_settled`` false);
     ``remeasure`` times every latency again.
+
+    With ``measure_data`` (a folder of datasets in the originals' layouts), every selected entry is first measured
+    by its task's published protocol (``measure_zoo``); the board's ``measure`` lists what happened to each.
     """
     _check_runtime(runtime)
     zoo = zoo or load_zoo()
     newest = results.latest()  # first: a broken store fails before minutes of measuring
+    measured_now = None
+    if measure_data is not None:
+        measured_now = measure_zoo(measure_data, method, task, progress, zoo)
+        newest = results.latest()
     entries = zoo.select(method, task) + _local_entries(newest, zoo, method, task)
     # Teachers are measured too, even when filtered out, so every reduction has its baseline; a local model's
     # teacher at the local model's input size, so the reduction compares like with like.
@@ -124,7 +132,65 @@ def leaderboard(method: str | None = None, task: str | None = None, progress: Pr
         "latency": f"{RUNTIME_NAMES[runtime]}, batch 1, median of timed runs after a warm-up pass, timed until it "
                    "is stable",
         "results_store": str(results.store_path()), "rows": rows,
+        **({"measure": measured_now} if measured_now is not None else {}),
     }
+
+
+def measure_zoo(data: str | Path, method: str | None = None, task: str | None = None,
+                progress: Progress | None = None, zoo: Zoo | None = None) -> list[dict]:
+    """Measure every selected zoo entry by its task's published protocol on the datasets under ``data``.
+
+    The layouts and protocols are ``gzoo.protocols.PROTOCOLS``. Each entry's data is checked before its weights
+    are pulled; an entry whose weights, data and metrics are already in the results store is not measured again.
+    Returns one status per entry: ``measured`` (with its numbers), ``already measured``, or ``not measured`` with
+    the ``reason`` (no dataset, no weights offline, no segmenter, ...).
+    """
+    data = Path(data)
+    if not data.is_dir():
+        raise GzooError(f"--data {data}: no such folder; give the folder holding the datasets (horse2zebra/, "
+                        "edges2shoes-r/, imagenet/, ...)")
+    statuses = []
+    entries = (zoo or load_zoo()).select(method, task)
+    for done, entry in enumerate(entries):
+        if progress:
+            progress(done, len(entries), f"measuring {entry.id}")
+        status = {"id": entry.id, "task": entry.task}
+        try:
+            status |= _measure_entry(entry, data, zoo, progress)
+        except GzooError as err:  # this entry cannot be measured here: the others go on
+            status |= {"status": "not measured", "reason": str(err)}
+        statuses.append(status)
+    return statuses
+
+
+def _measure_entry(entry: ZooEntry, data: Path, zoo: Zoo | None, progress: Progress | None) -> dict:
+    from gzoo import evaluation, protocols
+
+    if not entry.measurable:
+        return {"status": "not measured", "reason": "its architecture's widths are not known, so it has no model"}
+    if not entry.weights:
+        return {"status": "not measured", "reason": "no published weights"}
+    located = protocols.locate(entry.task, data)
+    if isinstance(located, str):
+        return {"status": "not measured", "reason": located}
+    protocol, folder, options = located
+    planned = evaluation.plan(folder, entry.as_dict(), False, options)  # the data, checked before any pull
+    if not planned.metrics:
+        return {"status": "not measured", "reason": "; ".join(planned.skipped.values())}
+    subject = evaluation.load_subject(pull(entry.id, zoo=zoo))
+    digest = evaluation.data_hash(planned)
+    stored = {r.metric for r in results.history(subject.model_id)
+              if r.weights_sha256 == subject.weights_sha256 and r.dataset_sha256 == digest}
+    if set(planned.metrics) <= stored:
+        return {"status": "already measured", "protocol": protocol.words}
+
+    def images(done: int, total: int, label: str) -> None:
+        if progress:
+            progress(done, total, f"{entry.id}: {label}")
+
+    measured = evaluation.evaluate(subject, planned, None, options, f"cpu: {machine.cpu_name()}", images)
+    return {"status": "measured", "protocol": protocol.words, "metrics": measured["metrics"],
+            "warnings": measured["warnings"]}
 
 
 def results_export(model_id: str | None = None) -> dict:

@@ -291,7 +291,7 @@ def _generator(subject: Subject, planned: Plan, teacher: Subject | None, options
         if progress:
             progress(counter.done, counter.total, "latency")
         measured["latency_ms"] = _latency(subject.model, outputs["example"], options.threads)
-    return measured, str(data.root), data.content_hash()
+    return measured, str(data.root), data_hash(planned)
 
 
 def _run_generator(subject: Subject, teacher: Subject | None, data: EvalData, metrics: list[str],
@@ -497,8 +497,14 @@ def _classifier(subject: Subject, planned: Plan, options: Options,
         if progress:
             progress(len(samples), len(samples), "latency")
         measured["latency_ms"] = _latency(subject.model, example, options.threads)
-    content = "+".join(scanned.content_hash() for scanned in planned.classes)
-    return measured, str(planned.root), _sha256_text(content)
+    return measured, str(planned.root), data_hash(planned)
+
+
+def data_hash(planned: Plan) -> str:
+    """The content hash of a plan's data, as its results are stored (``Result.dataset_sha256``)."""
+    if planned.data is not None:
+        return planned.data.content_hash()
+    return _sha256_text("+".join(scanned.content_hash() for scanned in planned.classes))
 
 
 def _imagenet_class(name: str) -> int:

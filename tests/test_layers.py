@@ -17,7 +17,7 @@ LAYERS = (
     ("gzoo.report",),
     ("gzoo.zoo",),
     ("gzoo.compress", "gzoo.deploy"),
-    ("gzoo.evaluation",),
+    ("gzoo.evaluation", "gzoo.protocols"),
     ("gzoo.metrics",),
     ("gzoo.results",),
     ("gzoo.models",),

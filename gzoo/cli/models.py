@@ -21,6 +21,7 @@ from gzoo.cli.output import (
     result_line,
     wide_console,
 )
+from gzoo.errors import GzooError
 from gzoo.report.numbers import readable
 
 LIST_COLUMNS = (Column("id", "id"), Column("method", "repeat"), Column("task", "repeat"), Column("arch"),
@@ -166,11 +167,19 @@ def leaderboard(method: MethodOption = None, task: TaskOption = None,
                 remeasure: Annotated[bool, typer.Option("--remeasure", help="Time every latency again instead of "
                                                         "reading the cached ones.")] = False,
                 runtime: RuntimeOption = Runtime.eager,
+                measure: Annotated[bool, typer.Option("--measure", help="First measure every entry by its task's "
+                                                      "published protocol on the datasets in --data.")] = False,
+                data: Annotated[Path | None, typer.Option(
+                    "--data", help="For --measure: the folder holding the datasets in the originals' layouts "
+                    "(horse2zebra/, edges2shoes-r/val, imagenet/val, ...; see the README).", metavar="DIR")] = None,
                 ) -> None:
     """Measure every zoo entry on this machine and show it beside the published numbers."""
     from gzoo import api, report
     from gzoo.report import plot as plots
 
+    if measure != (data is not None):
+        raise GzooError("--measure and --data DIR go together: --measure --data DIR measures every entry on the "
+                        "datasets in DIR")
     fmt = report.output_format(output_format, output)
     for destination in filter(None, (output, plot)):
         report.check_destination(destination)
@@ -179,7 +188,7 @@ def leaderboard(method: MethodOption = None, task: TaskOption = None,
     try:
         with progress_bar("measuring") as advance:
             board = in_background(lambda: api.leaderboard(method, task, progress=advance, remeasure=remeasure,
-                                                          runtime=runtime.value))
+                                                          runtime=runtime.value, measure_data=data))
     except KeyboardInterrupt:
         stop_now("interrupted; the figures measured so far are cached, the next leaderboard goes on from there")
     if not board["rows"] and fmt in ("table", "md"):
@@ -197,6 +206,10 @@ def leaderboard(method: MethodOption = None, task: TaskOption = None,
     report.write_files(files)
     for path in files:
         note(f"wrote {path}")
+    for status in board.get("measure", []):
+        numbers = ", ".join(f"{metric} {value:.4g}" for metric, value in status.get("metrics", {}).items())
+        note(f"{status['status']}: {status['id']}" + (f" ({numbers})" if numbers else "")
+             + (f": {status['reason']}" if "reason" in status else ""))
 
 
 def print_leaderboard(board: dict, console: Console | None = None) -> None:

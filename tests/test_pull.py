@@ -211,22 +211,17 @@ models:
 
 
 def test_an_unreachable_hub_is_one_line_at_once_not_five_retries(tmp_path, monkeypatch, run_gzoo):
-    import time
-
     from loopback_hub import _free_port, point_hf_hub_at
 
     endpoint = f"http://127.0.0.1:{_free_port()}"  # nothing listens there: the Hub is down, or we are offline
     point_hf_hub_at(monkeypatch, endpoint, tmp_path / "hf-home")
     zoo = zoo_file(tmp_path, hub_weights(None))
-    start = time.monotonic()
     result = run_gzoo("pull", "gan-compression/horse2zebra", zoo=zoo.path)
-    elapsed = time.monotonic() - start
     assert result.returncode == 1 and result.stdout == ""
     assert result.stderr.splitlines() == [
         f"gzoo: error: gan-compression/horse2zebra: {REPO}/{FILENAME} at revision main: not in the local cache, and "
         f"the Hub ({endpoint}) cannot be reached ([Errno 111] Connection refused); connect, or point HF_ENDPOINT at a "
-        "reachable mirror"]
-    assert elapsed < 20  # huggingface_hub's own five retries sleep 23 s
+        "reachable mirror"]  # no "Retrying in 1s [Retry 1/5]" lines: huggingface_hub's retries are not run
 
 
 def test_offline_the_message_names_hf_hub_offline_only_when_it_is_set(tmp_path, monkeypatch):

@@ -6,6 +6,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+from offline import refuse_network
 from photos import photo_crops, write_images
 from PIL import Image
 from skimage import data as skimage_data
@@ -48,8 +49,8 @@ def cached_fixtures(gzoo_home):
 
 def test_every_offline_model_is_measured_once_and_the_others_say_why(layout, cached_fixtures, monkeypatch,
                                                                    run_gzoo, gzoo_home):
+    refuse_network(monkeypatch)  # in this process; the command line below is told by GZOO_OFFLINE
     monkeypatch.setenv("GZOO_OFFLINE", "1")
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     first = {s["id"]: s for s in api.measure_zoo(layout)}
     assert set(first) == set(load_zoo().entries)
     measured = {i for i, s in first.items() if s["status"] == "measured"}

@@ -209,7 +209,7 @@ def test_a_missing_style_image_without_a_teacher_is_one_line(tmp_path):
     Image.fromarray(skdata.hubble_deep_field()).save(style)
     with pytest.raises(GzooError, match="with no teacher, Fritz learns the style image's style: set "
                                         "training.style_weight above 0"):
-        load_recipe(DEMO, ["teacher=null", f"training.style_image={style}"])
+        load_recipe(DEMO, ["teacher=null", f"training.style_image={style}", "evaluate.metrics=[latency]"])
 
 
 # --- kill and resume ----------------------------------------------------------------------------------------------

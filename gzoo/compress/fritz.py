@@ -96,11 +96,9 @@ def _check(recipe: Recipe) -> None:
     """Choices and combinations a type check cannot see, and the style image, before anything runs."""
     student, training = recipe.student, recipe.training
     empty = [name for name, count in filter_counts(student.alpha, student.small).items() if count < 1]
-    if student.alpha <= 0 or empty:
-        smallest = 1 / 32
-        raise GzooError(f"recipe: student.alpha {student.alpha} leaves the {empty[0] if empty else 'stem'} convs "
-                        f"with no filter (int(alpha x 32) = {int(student.alpha * 32)}); use alpha >= "
-                        f"{smallest:g}")
+    if empty:  # the narrowest layers have 32 filters before alpha
+        raise GzooError(f"recipe: student.alpha {student.alpha} leaves the {empty[0]} convs with no filter "
+                        f"(int(alpha x 32) = {int(student.alpha * 32)}); use alpha >= {1 / 32:g}")
     if student.n_blocks < 0:
         raise GzooError(f"recipe: student.n_blocks must be 0 or more, not {student.n_blocks}")
     one_of(training.distill_loss, tuple(RECON_LOSSES), "training.distill_loss")

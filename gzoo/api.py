@@ -517,11 +517,12 @@ def compress(recipe: str | Path, teacher: str | None = None, data: str | Path | 
     from gzoo.zoo.card import model_card
 
     loaded = load_recipe(recipe, list(overrides), teacher, str(data) if data else None)
-    check_teacher(get_method(loaded.method), loaded.teacher, _model_config(loaded.teacher)["arch"])
+    if loaded.teacher:  # a method may train some recipes with no teacher (Fritz from a style image)
+        check_teacher(get_method(loaded.method), loaded.teacher, _model_config(loaded.teacher)["arch"])
     check_inputs(loaded)
     directory = Path(output) if output else Path("runs") / Path(recipe).stem
-    return run_pipeline(loaded, directory, partial(model_directory, loaded.teacher), resume, progress,
-                        card=model_card, notify=notify)
+    teacher_directory = partial(model_directory, loaded.teacher) if loaded.teacher else None
+    return run_pipeline(loaded, directory, teacher_directory, resume, progress, card=model_card, notify=notify)
 
 
 def export(id_or_dir: str | Path, format: str, output: str | Path | None = None, int8: bool = False,

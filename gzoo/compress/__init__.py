@@ -5,7 +5,8 @@ import importlib
 from gzoo.compress.method import METHODS, Method
 from gzoo.errors import GzooError, closest
 
-METHOD_MODULES = ("gan_compression",)  # the shipped methods; each registers itself on import
+# The shipped methods, each registering itself on import; an unknown recipe key names the first one that has it.
+METHOD_MODULES = ("gan_compression", "fritz")
 
 __all__ = ["Method", "get_method", "method_names"]
 

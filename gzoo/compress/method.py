@@ -44,6 +44,7 @@ class Method:
     training: type = TrainingSettings  # its `training` section: the engine's settings and the method's own keys
     check: Callable[[Any], None] = lambda recipe: None  # a Recipe's combinations a type check cannot see
     teacher_hint: str = ""  # what to give instead, when a teacher is refused
+    needs_teacher: Callable[[Any], bool] = lambda recipe: True  # False: a Recipe it can run with no teacher
 
     def accepts(self, arch: str) -> bool:
         return arch in self.teachers

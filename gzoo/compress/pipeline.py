@@ -44,7 +44,7 @@ from gzoo.data.modeldir import read_config, save_model_dir, sha256_of, weights_p
 from gzoo.errors import GzooError, Interrupted
 from gzoo.metrics import count_macs
 from gzoo.metrics.fidelity import psnr
-from gzoo.models import load_model_dir
+from gzoo.models import load_model_dir, signed_range
 
 STUDENT_DIR = "student"
 HELD_OUT_DIR = "held_out"
@@ -74,7 +74,7 @@ class Run:
     method: Method
     directory: RunDirectory
     processes: Processes
-    teacher: Teacher
+    teacher: Teacher | None  # None: a recipe its method trains without one
     data: TrainingData
     progress: Progress | None
     notify: Notify | None = None
@@ -131,7 +131,7 @@ def check_inputs(recipe: Recipe) -> None:
         find_splits(recipe.data, Path(recipe.data.root))
 
 
-def compress(recipe: Recipe, directory: Path, teacher_directory: Callable[[], Path], resume: bool = False,
+def compress(recipe: Recipe, directory: Path, teacher_directory: Callable[[], Path] | None, resume: bool = False,
              progress: Progress | None = None, card: CardWriter | None = None, notify: Notify | None = None) -> dict:
     """Run the recipe's stages in ``directory`` (skipping finished ones when resuming); returns the summary.
 
@@ -162,13 +162,13 @@ def compress(recipe: Recipe, directory: Path, teacher_directory: Callable[[], Pa
     return results["export"]
 
 
-def open_run(recipe: Recipe, directory: Path, teacher_directory: Callable[[], Path], resume: bool = False,
+def open_run(recipe: Recipe, directory: Path, teacher_directory: Callable[[], Path] | None, resume: bool = False,
              progress: Progress | None = None) -> Run:
     """Everything a run's stages need: inputs checked, teacher loaded, run directory prepared, data made."""
     method = get_method(recipe.method)
     processes = start_processes()
     check_inputs(recipe)  # the dataset and the teacher are checked before the run directory is made
-    teacher = _load_teacher(recipe.teacher, teacher_directory, method, processes)
+    teacher = _load_teacher(recipe.teacher, teacher_directory, method, processes) if teacher_directory else None
     run_directory = RunDirectory(directory, processes)
     run_directory.prepare(recipe.as_dict(), resume)
     if recipe.training.threads:
@@ -190,7 +190,8 @@ def _load_teacher(name: str, teacher_directory: Callable[[], Path], method: Meth
         directory = teacher_directory()
     arch = read_config(directory)["arch"]
     check_teacher(method, name, arch)
-    model = load_model_dir(directory).to(processes.device).requires_grad_(False)
+    # Every stage sees the teacher in [-1, 1], as the data and the students are, whatever range it works in.
+    model = signed_range(load_model_dir(directory)).to(processes.device).requires_grad_(False)
     shown = name if not Path(name).exists() else str(Path(name).resolve())
     return Teacher(model, shown, Path(directory), arch, sha256_of(weights_path(directory)))
 
@@ -202,14 +203,15 @@ def _write_student(run: Run, exported: Exported, stages: list[str], card: CardWr
     directory = run.directory.path / STUDENT_DIR
     recipe_file = Path(recipe.path) if recipe.path else None
     config = {
-        "method": recipe.method, "task": recipe.task, "teacher": run.teacher.name,
+        "method": recipe.method, "task": recipe.task, "teacher": run.teacher.name if run.teacher else None,
         "arch": exported.arch, "arch_args": exported.arch_args,
         "input": {"channels": 3, "height": height, "width": width},
         "recipe": str(recipe_file) if recipe_file else None,
         "lineage": {
             "recipe_sha256": hashlib.sha256(recipe_file.read_bytes()).hexdigest() if recipe_file else None,
             "resolved_recipe": recipe.as_dict(), "run_directory": str(run.directory.path.resolve()),
-            "teacher_weights_sha256": run.teacher.weights_sha256, "stages": stages, **exported.lineage,
+            "teacher_weights_sha256": run.teacher.weights_sha256 if run.teacher else None, "stages": stages,
+            **exported.lineage,
         },
     }
     if run.processes.is_main:
@@ -237,18 +239,21 @@ def _evaluate(run: Run, directory: Path) -> dict:
     mode = "paired" if recipe.data.layout == "paired" and data == held_out else "single" if data == held_out \
         else "auto"
     settings = recipe.evaluate
-    measured = evaluation.measure(directory, data, run.teacher.directory, list(settings.metrics),
+    teacher = run.teacher
+    measured = evaluation.measure(directory, data, teacher.directory if teacher else None, list(settings.metrics),
                                   f"cpu: {machine.cpu_name()}", mode=mode, direction=recipe.data.direction,
                                   max_images=settings.max_images, reference=settings.reference,
                                   segmenter=settings.segmenter, labels=settings.labels)
     student = load_model_dir(directory)
     shape = read_config(directory)["input"]
     example = torch.zeros(1, 3, shape["height"], shape["width"])
-    teacher_macs = count_macs(run.teacher.model.cpu().eval(), example).macs_paper
     student_macs = count_macs(student, example).macs_paper
-    summary: dict[str, Any] = {"metrics": measured["metrics"], "teacher_macs_paper": teacher_macs,
-                               "student_macs_paper": student_macs, "macs_reduction": teacher_macs / student_macs,
+    summary: dict[str, Any] = {"metrics": measured["metrics"], "student_macs_paper": student_macs,
                                "macs_input": f"{shape['height']}x{shape['width']}"}
+    if teacher is None:
+        return summary
+    teacher_macs = count_macs(teacher.model.cpu().eval(), example).macs_paper
+    summary |= {"teacher_macs_paper": teacher_macs, "macs_reduction": teacher_macs / student_macs}
     if recipe.data.layout != "paired":
         inputs, _ = held_out_inputs(recipe.data, run.data.splits, shape["height"])
         with torch.inference_mode():

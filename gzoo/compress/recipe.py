@@ -83,7 +83,7 @@ def load_recipe(path: str | Path, overrides: list[str] = (), teacher: str | None
         raise GzooError("recipe: 'method' is required (e.g. method: gan-compression)")
     method = get_method(document["method"])
     recipe = replace(_build_recipe(method, document), path=str(path))
-    _check(recipe)
+    _check(recipe, method)
     method.check(recipe)
     return recipe
 
@@ -237,9 +237,9 @@ def check_stage_length(name: str, stage: StageSettings) -> None:
         raise GzooError(f"recipe: 'stages.{name}' must train at least one step")
 
 
-def _check(recipe: Recipe) -> None:
+def _check(recipe: Recipe, method: Method) -> None:
     """What every recipe needs, whatever its method; the method's ``check`` follows."""
-    if not recipe.teacher:
+    if not recipe.teacher and method.needs_teacher(recipe):
         raise GzooError("recipe: no teacher; set 'teacher' to a zoo id or model directory, or pass --teacher")
     data = recipe.data
     if not data.root and not data.builtin:
@@ -253,5 +253,9 @@ def _check(recipe: Recipe) -> None:
     for name in ("batch_size", "checkpoint_every", "log_every"):
         if getattr(recipe.training, name) < 1:
             raise GzooError(f"recipe: 'training.{name}' must be at least 1")
+    against_teacher = [m for m in ("psnr", "ssim") if m in recipe.evaluate.metrics]
+    if not recipe.teacher and against_teacher:
+        raise GzooError(f"recipe: evaluating {against_teacher[0]} compares the student with its teacher, and this "
+                        "recipe has none; set evaluate.metrics without psnr and ssim (e.g. [latency])")
     if "miou" in recipe.evaluate.metrics and not (recipe.evaluate.segmenter and recipe.evaluate.labels):
         raise GzooError("recipe: evaluating miou needs 'evaluate.segmenter' and 'evaluate.labels'")

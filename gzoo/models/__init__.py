@@ -9,9 +9,10 @@ from gzoo.models.registry import (
     create_model,
     list_architectures,
     register_model,
+    signed_range,
     value_range,
 )
 
 __all__ = ["architecture_arguments", "architecture_kind", "architecture_table", "create_model", "list_architectures",
            "load_model_dir", "load_state_checked", "register_model",
-           "value_range"]
+           "signed_range", "value_range"]

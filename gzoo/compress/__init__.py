@@ -5,7 +5,7 @@ import importlib
 from gzoo.compress.method import METHODS, Method
 from gzoo.errors import GzooError, closest
 
-# The shipped methods, each registering itself on import; an unknown recipe key names the first one that has it.
+# The shipped methods, each registering itself on import.
 METHOD_MODULES = ("gan_compression", "fritz")
 
 __all__ = ["Method", "get_method", "method_names"]

@@ -121,18 +121,21 @@ def _default(cls: type) -> Any:
 
 
 def _owner(path: list[str], method: Method) -> str:
-    """' (a key of method X, not of this recipe's method)' when another registered method has this key."""
-    for other in METHODS.values():
-        if other.sections == method.sections and other.training is method.training:
-            continue  # the method itself, or a variant sharing its schema
-        node: Any = schema(other)
-        for part in path:
-            node = node.get(part) if isinstance(node, dict) else _fields(node).get(part)
-            if node is None:
-                break
-        else:
-            return f" (a key of method {other.name}, not of {method.name})"
-    return ""
+    """' (a key of method X, not of this recipe's method)' when other registered methods have this key."""
+    owners = sorted(other.name for other in METHODS.values()
+                    if not (other.sections == method.sections and other.training is method.training)  # itself
+                    and _has_key(schema(other), path))
+    if not owners:
+        return ""
+    return f" (a key of method{'s' * (len(owners) > 1)} {', '.join(owners)}, not of {method.name})"
+
+
+def _has_key(node: Any, path: list[str]) -> bool:
+    for part in path:
+        node = node.get(part) if isinstance(node, dict) else _fields(node).get(part)
+        if node is None:
+            return False
+    return True
 
 
 def _fields(cls: Any) -> dict[str, Any]:

@@ -62,7 +62,8 @@ def compress(
     if "identity_psnr" in summary:
         rows.append(["psnr of the input itself (identity baseline)", f"{summary['identity_psnr']:.4f}"])
     console = wide_console()
-    console.print(f"student {summary['config']} in {summary['student']}", highlight=False, markup=False,
+    what = f" {summary['config']}" if "config" in summary else ""  # a searched method's chosen config
+    console.print(f"student{what} in {summary['student']}", highlight=False, markup=False,
                   soft_wrap=True)  # a path: never folded
     print_table((Column(""), Column("value", "wrap")), rows, console)
     note("stored in the results store; `gzoo leaderboard` shows it")

@@ -5,8 +5,11 @@
 - Reconstruction losses: ``l1``, ``l2``, ``smooth_l1``.
 - GAN Compression's distillation: MSE between each teacher feature and the student's feature mapped by a
   learnable 1x1 conv, summed over the taps.
+- SSIM as a differentiable loss term (OMGD's ``pytorch_ssim``): an 11x11 Gaussian window of sigma 1.5 with zero
+  padding, constants (0.01)^2 and (0.03)^2, the map averaged over every pixel and channel.
 """
 
+import math
 from collections.abc import Callable, Sequence
 
 import torch
@@ -45,3 +48,24 @@ def distillation_loss(student: Sequence[torch.Tensor], teacher: Sequence[torch.T
                       mappings: Sequence[nn.Module]) -> torch.Tensor:
     """Sum over taps of MSE(mapping(student feature), teacher feature)."""
     return sum(F.mse_loss(mapping(s), t) for s, t, mapping in zip(student, teacher, mappings, strict=True))
+
+
+def ssim_map(x: torch.Tensor, y: torch.Tensor, window: int = 11, sigma: float = 1.5, c1: float = 0.01 ** 2,
+             c2: float = 0.03 ** 2) -> torch.Tensor:
+    """The per-pixel SSIM of two N x C x H x W batches, same size as them (the window zero-pads at the border)."""
+    taps = torch.tensor([math.exp(-((i - window // 2) ** 2) / (2 * sigma ** 2)) for i in range(window)],
+                        dtype=x.dtype, device=x.device)
+    taps = taps / taps.sum()
+    kernel = (taps[:, None] * taps[None, :]).expand(x.size(1), 1, window, window)
+
+    def blur(t: torch.Tensor) -> torch.Tensor:
+        return F.conv2d(t, kernel, padding=window // 2, groups=x.size(1))
+
+    mu_x, mu_y = blur(x), blur(y)
+    var_x, var_y, cov = blur(x * x) - mu_x ** 2, blur(y * y) - mu_y ** 2, blur(x * y) - mu_x * mu_y
+    return ((2 * mu_x * mu_y + c1) * (2 * cov + c2)) / ((mu_x ** 2 + mu_y ** 2 + c1) * (var_x + var_y + c2))
+
+
+def ssim(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Mean SSIM of two batches, differentiable (OMGD's student term is 1 - ssim)."""
+    return ssim_map(x, y).mean()

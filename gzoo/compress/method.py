@@ -43,6 +43,8 @@ class Method:
     sections: dict[str, type] = field(default_factory=dict)  # its own recipe sections, in the order files write them
     training: type = TrainingSettings  # its `training` section: the engine's settings and the method's own keys
     check: Callable[[Any], None] = lambda recipe: None  # a Recipe's combinations a type check cannot see
+    # What a run needs besides its data and teacher (e.g. a feature network's weights), checked before training
+    check_inputs: Callable[[Any], None] = lambda recipe: None
     teacher_hint: str = ""  # what to give instead, when a teacher is refused
     needs_teacher: Callable[[Any], bool] = lambda recipe: True  # False: a Recipe it can run with no teacher
 

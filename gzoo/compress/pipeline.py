@@ -126,9 +126,11 @@ def check_teacher(method: Method, name: str, arch: str) -> None:
 
 
 def check_inputs(recipe: Recipe) -> None:
-    """The recipe's local data, checked before any download or training (the recipe itself is checked on load)."""
+    """The recipe's local data and what its method needs, checked before any download or training (the recipe
+    itself is checked on load)."""
     if not recipe.data.builtin:
         find_splits(recipe.data, Path(recipe.data.root))
+    get_method(recipe.method).check_inputs(recipe)
 
 
 def compress(recipe: Recipe, directory: Path, teacher_directory: Callable[[], Path] | None, resume: bool = False,

@@ -1,0 +1,413 @@
+"""OMGD, online multi-granularity distillation (Ren et al., ICCV 2021, bytedance/OMGD), over the shared pipeline.
+
+pix2pix setting (the original ``--distiller multiteacher``), one ``distill`` stage then ``export``: a wide
+teacher (the student's family at ngf 64) and a deep one (the student's width with extra expansion blocks:
+``omgd_deep_unet_generator`` / ``omgd_deep_mobile_resnet_generator``) are trained from scratch in the same steps
+as the student, each by lambda_gan * GAN + lambda_recon * L1 to the ground truth against one discriminator whose
+first ``n_share`` blocks the two teachers share (hinge); the discriminator and the teachers are updated every
+``n_dis`` steps. The student never sees the ground truth nor the discriminator: each step it learns from the
+teachers' detached outputs, per teacher
+
+    lambda_ssim * (1 - SSIM) + lambda_style * sum over 4 taps of L1(Gram) + lambda_feature * L1(tap 2)
+    + lambda_tv * total variation,
+
+plus lambda_cd * channel distillation from the wide teacher at its 4 taps (student feature -> 1x1 conv, BN,
+ReLU -> global average pool; MSE to the teacher's pooled feature). All of a step's terms come from one forward
+of the weights before the step, as in the original ``optimize_parameters``.
+
+``teachers.wide_from`` names a pretrained wide teacher instead (``teacher``: the recipe's teacher, or a model
+directory): it is frozen and the student learns from it, and from a deep teacher when the recipe trains one.
+With ``single`` data (the builtin photos) the ground truth is the recipe teacher's output.
+
+CycleGAN setting (``--distiller cycleganbest``): not implemented yet; such a recipe is refused on load.
+"""
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+import torch.distributed.nn.functional as dist_fn
+import torch.nn.functional as F
+from torch import nn
+
+from gzoo.compress import perceptual
+from gzoo.compress.engine import FeatureTaps, TrainingSettings, frozen
+from gzoo.compress.losses import gan_loss, ssim
+from gzoo.compress.method import Exported, Method, register_method
+from gzoo.compress.pipeline import Run
+from gzoo.compress.recipe import Recipe, check_stage_length, one_of
+from gzoo.compress.settings import StageSettings
+from gzoo.compress.transfer import init_normal
+from gzoo.errors import GzooError
+from gzoo.models import create_model, load_model_dir
+from gzoo.models.layers import conv_bias, norm_layer
+
+# The originals' mapping layers (base_multiteacher_distiller.py) and their widths in units of ngf.
+TAPS = {"resnet": ("model.9", "model.12", "model.15", "model.18"),
+        "unet": ("model.model.1.model.3.model.0", "model.model.1.model.3.model.3.model.3.model.0",
+                 "model.model.1.model.3.model.3.model.4", "model.model.1.model.4")}
+TAP_WIDTHS = {"resnet": (4, 4, 4, 4), "unet": (2, 8, 16, 4)}
+ARCHS = {"resnet": ("mobile_resnet_generator", "omgd_deep_mobile_resnet_generator"),
+         "unet": ("unet_generator", "omgd_deep_unet_generator")}
+DEFAULT_NORM = {"resnet": "instance", "unet": "batch"}
+FEATURE_TAP = 1  # relu2_2 for VGG16: the feature term's layer
+
+
+# --- the recipe sections ----------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class StudentSettings:
+    family: str = "resnet"  # resnet (mobile ResNet-9, the original's mobile_resnet_9blocks) | unet (unet_256)
+    ngf: int = 16
+    norm: str | None = None  # None: the family's (instance for resnet, batch for unet), as the scripts set
+
+
+@dataclass(frozen=True)
+class TeacherSettings:
+    wide_ngf: int = 64
+    deep_ngf: int | None = 16  # null: no deep teacher
+    wide_from: str | None = None  # "teacher" (the recipe's) or a model directory: a frozen pretrained wide teacher
+
+
+@dataclass(frozen=True)
+class OmgdTrainingSettings(TrainingSettings):
+    gan_mode: str = "hinge"
+    ndf: int = 128
+    n_share: int = 0  # the discriminator's first n_share of 5 blocks are shared by the teachers
+    n_dis: int = 1  # the discriminator and teachers are updated every n_dis steps, the student every step
+    lambda_gan: float = 1.0
+    lambda_recon: float = 100.0
+    lambda_ssim: float = 10.0  # the original's --AGD_weights, in order
+    lambda_style: float = 1e4
+    lambda_feature: float = 10.0
+    lambda_tv: float = 1e-5
+    lambda_cd: float = 0.0  # --lambda_CD
+    perceptual: str = "vgg16"  # vgg16 | inception (the FID trunk, offline; see gzoo.compress.perceptual)
+    perceptual_normalization: str = "unit"  # OMGD feeds VGG (x + 1) / 2 without ImageNet's mean and std
+    # Keep a frozen generator's outputs (the recipe teacher's ground truth, a pretrained wide teacher) per
+    # distinct training input: exact, and possible only when inputs repeat (data.load_size == data.crop_size).
+    cache_frozen: bool = False
+
+
+@dataclass(frozen=True)
+class Stages:
+    distill: StageSettings | None = None
+
+
+def _check(recipe: Recipe) -> None:
+    student, teachers, training = recipe.student, recipe.teachers, recipe.training
+    one_of(student.family, tuple(TAPS), "student.family")
+    if student.norm is not None:
+        one_of(student.norm, ("instance", "instance_affine", "batch"), "student.norm")
+    one_of(training.gan_mode, ("hinge", "lsgan", "vanilla"), "training.gan_mode")
+    one_of(training.perceptual, perceptual.NETWORKS, "training.perceptual")
+    one_of(training.perceptual_normalization, perceptual.NORMALIZATIONS, "training.perceptual_normalization")
+    if recipe.data.layout == "unpaired" and not recipe.data.builtin:  # builtin photos are single data
+        raise GzooError("recipe: OMGD's CycleGAN setting (unpaired data) is not implemented yet; give paired data "
+                        "or single data (the recipe teacher's outputs as the ground truth)")
+    for name in ("ndf", "n_dis"):
+        if getattr(training, name) < 1:
+            raise GzooError(f"recipe: 'training.{name}' must be at least 1")
+    if not 0 <= training.n_share <= 5:
+        raise GzooError("recipe: 'training.n_share' must be between 0 and 5 (the discriminator has 5 blocks)")
+    if training.cache_frozen and recipe.data.load_size != recipe.data.crop_size:
+        raise GzooError("recipe: training.cache_frozen needs data.load_size equal to data.crop_size (a random crop "
+                        "rarely repeats, so there would be nothing to reuse)")
+    if training.perceptual == "inception" and recipe.data.crop_size < perceptual.INCEPTION_MIN_SIZE:
+        raise GzooError(f"recipe: the inception feature network needs data.crop_size of at least "
+                        f"{perceptual.INCEPTION_MIN_SIZE}")
+    if min(recipe.student.ngf, teachers.wide_ngf, teachers.deep_ngf or 1) < 1:
+        raise GzooError("recipe: generator widths (student.ngf, teachers.wide_ngf, teachers.deep_ngf) must be at "
+                        "least 1")
+    if student.family == "unet" and recipe.data.crop_size % 256:
+        raise GzooError(f"recipe: the unet family (unet_256, 8 downsamplings) needs data.crop_size a multiple of "
+                        f"256, not {recipe.data.crop_size}")
+    if teachers.wide_from not in (None, "teacher") and not Path(teachers.wide_from).is_dir():
+        raise GzooError(f"recipe: teachers.wide_from {teachers.wide_from!r} is neither 'teacher' (the recipe's "
+                        "teacher) nor a model directory; to use a zoo model, make it the recipe's teacher")
+    if recipe.stages.distill is None:
+        raise GzooError("recipe: omgd needs a 'stages.distill' section (its epochs or steps)")
+    check_stage_length("distill", recipe.stages.distill)
+
+
+def _check_inputs(recipe: Recipe) -> None:
+    """The feature network must be at hand before the run starts (VGG16's weights are fetched once online)."""
+    perceptual.check_available(recipe.training.perceptual,
+                               hint="set training.perceptual: inception (the FID Inception trunk, offline)")
+
+
+# --- the networks -----------------------------------------------------------------------------------------------
+
+class SharedPatchGan(nn.Module):
+    """OMGD's ``MultiNLayerDiscriminator``: five 4x4 conv blocks (ndf, 2, 4, 8 ndf, 1; strides 2, 2, 2, 1, 1),
+    one copy per teacher of each block except the first ``n_share``, which the teachers share."""
+
+    def __init__(self, channels: int, ndf: int, n_share: int, norm: str, teachers: int = 2) -> None:
+        super().__init__()
+        make_norm, bias = norm_layer(norm), conv_bias(norm)
+        shapes = ((channels, ndf, 2), (ndf, 2 * ndf, 2), (2 * ndf, 4 * ndf, 2), (4 * ndf, 8 * ndf, 1), (8 * ndf, 1, 1))
+
+        def block(index: int) -> nn.Module:
+            source, width, stride = shapes[index]
+            if index == 4:
+                return nn.Conv2d(source, width, 4, stride, 1)
+            layers = [nn.Conv2d(source, width, 4, stride, 1, bias=bias if index else True)]
+            layers += [make_norm(width)] if index else []
+            return nn.Sequential(*layers, nn.LeakyReLU(0.2, True))
+
+        self.blocks = nn.ModuleList(nn.ModuleList(block(i) for _ in range(1 if i < n_share else teachers))
+                                    for i in range(len(shapes)))
+
+    def forward(self, x: torch.Tensor, teacher: int) -> torch.Tensor:
+        for copies in self.blocks:
+            x = copies[min(teacher, len(copies) - 1)](x)
+        return x
+
+
+class GlobalBatchNorm2d(nn.BatchNorm2d):
+    """Batch norm whose training statistics cover the global batch of a torchrun job (gloo or NCCL), so the
+    channel distillation of 2 processes equals that of 1 on the same batch; alone, it is nn.BatchNorm2d."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not (self.training and dist.is_initialized() and dist.get_world_size() > 1):
+            return super().forward(x)
+        count = torch.tensor([x.numel() / x.size(1)], device=x.device)
+        moments = torch.cat([x.sum((0, 2, 3)), (x * x).sum((0, 2, 3)), count])
+        moments = dist_fn.all_reduce(moments)  # differentiable: gradients flow to every process's share
+        channels = x.size(1)
+        total = moments[-1]
+        mean = moments[:channels] / total
+        var = moments[channels:2 * channels] / total - mean ** 2
+        with torch.no_grad():
+            self.running_mean.lerp_(mean, self.momentum)
+            self.running_var.lerp_(var * total / (total - 1), self.momentum)
+            self.num_batches_tracked += 1
+        shape = (1, channels, 1, 1)
+        return (x - mean.view(shape)) / torch.sqrt(var.view(shape) + self.eps) * self.weight.view(shape) \
+            + self.bias.view(shape)
+
+
+def _connectors(student_widths: list[int], teacher_widths: list[int]) -> nn.ModuleList:
+    """The original's ``build_feature_connector`` per tap: 1x1 conv (student -> teacher width), BN, ReLU."""
+    return init_normal(nn.ModuleList(
+        nn.Sequential(nn.Conv2d(s, t, 1, bias=False), GlobalBatchNorm2d(t), nn.ReLU(True))
+        for s, t in zip(student_widths, teacher_widths, strict=True)))
+
+
+def _tap_widths(model: nn.Module, family: str, size: int) -> list[int]:
+    """Channels of a generator's tap outputs, read off one forward pass in eval mode (a pretrained teacher)."""
+    try:
+        taps = FeatureTaps(model, list(TAPS[family]))
+    except ValueError:
+        raise GzooError(f"recipe: the wide teacher has no layer {TAPS[family][0]} to distil channels from (it is not "
+                        f"a {family} generator); set training.lambda_cd: 0") from None
+    training = model.training
+    try:
+        with torch.no_grad():
+            model.eval()(torch.zeros(1, 3, size, size, device=next(model.parameters()).device))
+    finally:
+        model.train(training)
+        taps.remove()
+    return [f.shape[1] for f in taps.features()]
+
+
+def _norm(recipe: Recipe) -> str:
+    return recipe.student.norm or DEFAULT_NORM[recipe.student.family]
+
+
+def _generator(recipe: Recipe, ngf: int, deep: bool) -> nn.Module:
+    return init_normal(create_model(ARCHS[recipe.student.family][deep], ngf=ngf, norm=_norm(recipe)))
+
+
+class FrozenOutputs:
+    """A frozen generator's output and pooled tap features for a batch; with ``cache``, once per distinct input."""
+
+    def __init__(self, model: nn.Module, taps: FeatureTaps | None, cache: bool) -> None:
+        self.model, self.taps, self.cache = model.eval().requires_grad_(False), taps, cache
+        self.kept: dict[str, tuple[torch.Tensor, list[torch.Tensor]]] = {}
+
+    def _compute(self, inputs: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        with torch.no_grad():
+            output = self.model(inputs)
+        pooled = [f.mean((2, 3)) for f in self.taps.features()] if self.taps else []
+        return output, pooled
+
+    def __call__(self, inputs: torch.Tensor, keys: tuple[str, ...]) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        if not self.cache:
+            return self._compute(inputs)
+        missing = [i for i, key in enumerate(keys) if key not in self.kept]
+        if missing:
+            output, pooled = self._compute(inputs[missing])
+            for row, index in enumerate(missing):
+                self.kept[keys[index]] = (output[row].clone(), [p[row].clone() for p in pooled])
+        rows = [self.kept[key] for key in keys]
+        return torch.stack([r[0] for r in rows]), [torch.stack([r[1][t] for r in rows]) for t in range(len(rows[0][1]))]
+
+
+# --- the student's objective ------------------------------------------------------------------------------------
+
+def student_terms(training: OmgdTrainingSettings, features: nn.Module, student_output: torch.Tensor,
+                  teacher_outputs: list[torch.Tensor], world_size: int = 1) -> dict[str, torch.Tensor]:
+    """The student's per-teacher terms, summed over the teachers (the originals' ``backward_G_student``).
+
+    The teacher outputs must be detached. The total variation is a sum over the batch, so in a torchrun job each
+    process's share is scaled by the number of processes: averaged over them it is the global batch's sum.
+    """
+    student_features = features(student_output)
+    terms = {name: student_output.new_zeros(()) for name in ("G_ssim", "G_style", "G_feature", "G_tv")}
+    for teacher_output in teacher_outputs:
+        with torch.no_grad():
+            teacher_features = features(teacher_output)
+        terms["G_ssim"] = terms["G_ssim"] + training.lambda_ssim * (1 - ssim(student_output, teacher_output))
+        terms["G_style"] = terms["G_style"] + training.lambda_style * perceptual.gram_loss(
+            student_features, teacher_features)
+        terms["G_feature"] = terms["G_feature"] + training.lambda_feature * F.l1_loss(
+            student_features[FEATURE_TAP], teacher_features[FEATURE_TAP])
+        terms["G_tv"] = terms["G_tv"] + training.lambda_tv * world_size * perceptual.total_variation(student_output)
+    return terms
+
+
+def channel_distillation(student_features: list[torch.Tensor], teacher_pooled: list[torch.Tensor],
+                         connectors: nn.ModuleList) -> torch.Tensor:
+    """Sum over taps of MSE between the globally pooled connector(student feature) and the teacher's pooled one."""
+    return sum(F.mse_loss(connector(s).mean((2, 3)), t.detach())
+               for s, t, connector in zip(student_features, teacher_pooled, connectors, strict=True))
+
+
+# --- the stage --------------------------------------------------------------------------------------------------
+
+@dataclass
+class Teachers:
+    """What the student and the teachers of a run learn from."""
+
+    trained: dict[str, nn.Module] = field(default_factory=dict)  # "wide" / "deep" -> generator trained online
+    frozen_wide: FrozenOutputs | None = None  # a pretrained wide teacher
+    wide_taps: FeatureTaps | None = None  # on the wide teacher (trained or frozen), for channel distillation
+    wide_widths: list[int] = field(default_factory=list)
+    ground_truth: FrozenOutputs | None = None  # single data: the recipe teacher's outputs
+
+
+def _teachers(run: Run) -> Teachers:
+    recipe, settings, training = run.recipe, run.recipe.teachers, run.recipe.training
+    family = recipe.student.family
+    teachers = Teachers()
+    if settings.wide_from is None:
+        wide = teachers.trained["wide"] = _generator(recipe, settings.wide_ngf, deep=False)
+        teachers.wide_widths = [w * settings.wide_ngf for w in TAP_WIDTHS[family]]
+    else:
+        wide = run.teacher.model if settings.wide_from == "teacher" else \
+            load_model_dir(Path(settings.wide_from)).to(run.processes.device)
+        if training.lambda_cd > 0:
+            teachers.wide_widths = _tap_widths(wide, family, recipe.data.crop_size)
+    if training.lambda_cd > 0:
+        teachers.wide_taps = FeatureTaps(wide, list(TAPS[family]))
+    if settings.wide_from is not None:
+        teachers.frozen_wide = FrozenOutputs(wide, teachers.wide_taps, training.cache_frozen)
+    if recipe.data.layout == "single":  # one pass serves both when the wide teacher is the recipe's
+        teachers.ground_truth = teachers.frozen_wide if wide is run.teacher.model else \
+            FrozenOutputs(run.teacher.model, None, training.cache_frozen)
+    if settings.deep_ngf is not None:
+        teachers.trained["deep"] = _generator(recipe, settings.deep_ngf, deep=True)
+    return teachers
+
+
+def _distill(run: Run, results: dict) -> dict:
+    recipe, training, processes = run.recipe, run.recipe.training, run.processes
+    family = recipe.student.family
+    teachers = _teachers(run)
+    student = _generator(recipe, recipe.student.ngf, deep=False)
+    modules: dict[str, nn.Module] = {"student": student}
+    groups: dict[str, list[str]] = {"G_student": ["student"]}
+    student_taps = FeatureTaps(student, list(TAPS[family])) if training.lambda_cd > 0 else None
+    if student_taps:
+        student_widths = [w * recipe.student.ngf for w in TAP_WIDTHS[family]]
+        modules["connectors"] = _connectors(student_widths, teachers.wide_widths)
+        groups["G_student"].append("connectors")
+    order = list(teachers.trained)  # "wide" before "deep": the discriminator's branches 0 and 1
+    for name, generator in teachers.trained.items():
+        modules[f"teacher_{name}"] = generator
+        groups[f"G_{name}"] = [f"teacher_{name}"]
+    if order:
+        channels = 6  # pix2pix's discriminator sees the input beside the output
+        modules["discriminator"] = init_normal(SharedPatchGan(channels, training.ndf, training.n_share, _norm(recipe),
+                                                              teachers=2 if len(order) == 2 else 1))
+        groups["D"] = ["discriminator"]
+    features = perceptual.perceptual_network(training.perceptual, training.perceptual_normalization) \
+        .to(processes.device)
+    discriminator = modules.get("discriminator")
+
+    def training_step(step: int) -> tuple[dict, dict]:
+        batch = run.data.batch(step, training.batch_size, training.seed, processes.rank, processes.world_size)
+        inputs = batch.inputs.to(processes.device)
+        guides, wide_pooled = [], []
+        if teachers.frozen_wide is not None:
+            frozen_output, wide_pooled = teachers.frozen_wide(inputs, batch.keys)
+            guides.append(frozen_output)
+        if teachers.ground_truth is None:
+            targets = batch.targets.to(processes.device)
+        else:  # a frozen wide teacher that is the recipe's gives the ground truth too
+            targets = frozen_output if teachers.ground_truth is teachers.frozen_wide else \
+                teachers.ground_truth(inputs, batch.keys)[0]
+        outputs = {name: teachers.trained[name](inputs) for name in order}
+        if teachers.wide_taps and "wide" in outputs:
+            wide_pooled = [f.mean((2, 3)) for f in teachers.wide_taps.features()]
+        guides += [outputs[name].detach() for name in order]
+        output = student(inputs)
+        terms = student_terms(training, features, output, guides, processes.world_size)
+        if student_taps:
+            terms["G_cd"] = training.lambda_cd * channel_distillation(student_taps.features(), wide_pooled,
+                                                                      modules["connectors"])
+        objectives = {"G_student": sum(terms.values())}
+        if order and (step + 1) % training.n_dis == 0:  # the original counts steps from 1
+            real = torch.cat((inputs, targets), 1)
+            loss_d = inputs.new_zeros(())
+            for index, name in enumerate(order):
+                fake = torch.cat((inputs, outputs[name]), 1)
+                loss_d = loss_d + 0.5 * (gan_loss(training.gan_mode, discriminator(fake.detach(), index), False)
+                                         + gan_loss(training.gan_mode, discriminator(real, index), True))
+                with frozen(discriminator):
+                    loss_gan = training.lambda_gan * gan_loss(training.gan_mode, discriminator(fake, index), True,
+                                                              False)
+                loss_recon = training.lambda_recon * F.l1_loss(outputs[name], targets)
+                objectives[f"G_{name}"] = loss_gan + loss_recon
+                terms |= {f"G_gan_{name}": loss_gan, f"G_recon_{name}": loss_recon}
+            objectives["D"] = loss_d
+            terms["D"] = loss_d
+        return objectives, terms
+
+    try:
+        run.train("distill", recipe.stages.distill, modules, groups, training_step)
+    finally:
+        for taps in (student_taps, teachers.wide_taps):
+            if taps:
+                taps.remove()
+    return {"teachers": {name: _describe(recipe, name) for name in ("wide", "deep")
+                         if name in teachers.trained or (name == "wide" and teachers.frozen_wide)}}
+
+
+def _describe(recipe: Recipe, name: str) -> dict:
+    settings = recipe.teachers
+    if name == "wide" and settings.wide_from is not None:
+        return {"from": recipe.teacher if settings.wide_from == "teacher" else str(Path(settings.wide_from).resolve()),
+                "frozen": True}
+    arch = ARCHS[recipe.student.family][name == "deep"]
+    return {"arch": arch, "ngf": settings.wide_ngf if name == "wide" else settings.deep_ngf, "trained_online": True}
+
+
+def _export(run: Run, results: dict) -> Exported:
+    recipe = run.recipe
+    arch = ARCHS[recipe.student.family][0]
+    arch_args = {"ngf": recipe.student.ngf, "norm": _norm(recipe)}
+    state = run.final_state("distill")["student"]
+    size = recipe.data.crop_size
+    return Exported(arch, arch_args, state, (size, size), lineage={"teachers": results["distill"]["teachers"]},
+                    summary={"teachers": results["distill"]["teachers"]})
+
+
+register_method(Method(
+    name="omgd", teachers=("resnet_generator", "mobile_resnet_generator", "unet_generator"),
+    stages=lambda recipe: ["distill", "export"], run={"distill": _distill, "export": _export},
+    sections={"student": StudentSettings, "teachers": TeacherSettings, "stages": Stages},
+    training=OmgdTrainingSettings, check=_check, check_inputs=_check_inputs,
+    teacher_hint="give the uncompressed generator the student is measured against (e.g. original/edges2shoes-r)"))

@@ -1,0 +1,340 @@
+"""OMGD: the student learns from the teachers' outputs only, each loss term is what an independent computation
+gives on real photos, the shared discriminator shares what n_share says, the recipes carry the scripts' settings,
+and runs on the pipeline resume exactly, refuse VGG16 offline at once and match across 2 torchrun processes."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+from offline import refuse_network
+from photos import photo, photo_crops
+from PIL import Image
+
+from gzoo.compress import perceptual
+from gzoo.compress.losses import ssim, ssim_map
+from gzoo.compress.omgd import (
+    TAPS,
+    GlobalBatchNorm2d,
+    OmgdTrainingSettings,
+    SharedPatchGan,
+    channel_distillation,
+    student_terms,
+)
+from gzoo.compress.pipeline import compress
+from gzoo.compress.recipe import load_recipe
+from gzoo.data.modeldir import save_model_dir
+from gzoo.metrics import count_params
+from gzoo.models import create_model
+
+RECIPES = Path(__file__).resolve().parent.parent / "recipes"
+DEMO = RECIPES / "demo" / "vintagify_omgd.yaml"
+FROZEN_DEMO = RECIPES / "demo" / "vintagify_omgd_frozen.yaml"
+# The demo shrunk to seconds: 64x64 crops, narrow networks, a few steps.
+TINY = ["--set", "data.load_size=64", "--set", "data.crop_size=64", "--set", "data.crops_per_photo=2",
+        "--set", "data.held_out_crops_per_photo=1", "--set", "teachers.wide_ngf=8", "--set", "teachers.deep_ngf=4",
+        "--set", "student.ngf=4", "--set", "training.ndf=8", "--set", "stages.distill.steps=3",
+        "--set", "stages.distill.steps_decay=1", "--set", "training.log_every=1",
+        "--set", "training.checkpoint_every=2", "--set", "evaluate.metrics=[psnr]"]
+
+
+@pytest.fixture
+def offline_inception(inception_weights, monkeypatch):
+    monkeypatch.setenv("GZOO_INCEPTION_WEIGHTS", str(inception_weights))
+    return {**os.environ, "GZOO_INCEPTION_WEIGHTS": str(inception_weights)}
+
+
+# --- loss terms against independent computations ----------------------------------------------------------------
+
+def test_ssim_matches_scikit_image_on_real_photos():
+    from skimage.metrics import structural_similarity
+
+    a, b = photo(64, "astronaut"), photo(64, "chelsea")
+    ours = ssim_map(a, b)[0].permute(1, 2, 0).double().numpy()
+    # OMGD's constants are (0.01)^2 and (0.03)^2 on [-1, 1] images: scikit-image's with data_range 1.
+    _, theirs = structural_similarity(a[0].permute(1, 2, 0).double().numpy(), b[0].permute(1, 2, 0).double().numpy(),
+                                      data_range=1.0, gaussian_weights=True, sigma=1.5,
+                                      use_sample_covariance=False, channel_axis=2, full=True)
+    inner = slice(5, -5)  # where the 11x11 window needs no padding (OMGD zero-pads, scikit-image reflects)
+    np.testing.assert_allclose(ours[inner, inner], theirs[inner, inner], atol=1e-4)
+    assert float(ssim(a, a)) == pytest.approx(1.0, abs=1e-6)
+
+
+def test_student_terms_equal_direct_computations(offline_inception):
+    features = perceptual.perceptual_network("inception")
+    settings = OmgdTrainingSettings()
+    student = torch.cat([photo(64, "astronaut"), photo(64, "coffee")])
+    wide, deep = torch.cat([photo(64, "chelsea"), photo(64, "rocket")]), student.flip(3)
+    terms = student_terms(settings, features, student, [wide, deep])
+    expected = {"G_ssim": 0.0, "G_style": 0.0, "G_feature": 0.0, "G_tv": 0.0}
+    with torch.no_grad():
+        s = features(student)
+        array = student.double().numpy()
+        tv = np.abs(np.diff(array, axis=3)).sum() + np.abs(np.diff(array, axis=2)).sum()
+        for teacher in (wide, deep):
+            t = features(teacher)
+            expected["G_ssim"] += 10 * (1 - float(ssim_map(student, teacher).mean()))
+            for a, b in zip(s, t, strict=True):
+                c, h, w = a.shape[1:]
+                gram_a = torch.einsum("nchw,ndhw->ncd", a, a) / (c * h * w)
+                gram_b = torch.einsum("nchw,ndhw->ncd", b, b) / (c * h * w)
+                expected["G_style"] += 1e4 * float((gram_a - gram_b).abs().mean())
+            expected["G_feature"] += 10 * float((s[1] - t[1]).abs().mean())
+            expected["G_tv"] += 1e-5 * tv
+    for name, value in expected.items():
+        assert float(terms[name]) == pytest.approx(value, rel=1e-4), name
+        assert value > 0
+    # In a torchrun job each process's TV share is scaled so the average over processes is the global sum.
+    doubled = student_terms(settings, features, student, [wide], world_size=2)
+    assert float(doubled["G_tv"]) == pytest.approx(2 * 1e-5 * tv, rel=1e-4)
+
+
+def test_channel_distillation_is_zero_for_identical_pooled_features():
+    torch.manual_seed(0)
+    connectors = torch.nn.ModuleList(torch.nn.Sequential(torch.nn.Conv2d(8, 16, 1, bias=False),
+                                                         GlobalBatchNorm2d(16), torch.nn.ReLU())
+                                     for _ in range(4))
+    image = photo(32)
+    student_features = [torch.nn.functional.avg_pool2d(image, 2).repeat(1, 3, 1, 1)[:, :8] for _ in range(4)]
+    same = [c(s).mean((2, 3)).detach() for c, s in zip(connectors, student_features, strict=True)]
+    with torch.no_grad():
+        assert float(channel_distillation(student_features, same, connectors)) == 0.0
+        shifted = [p + 0.5 for p in same]
+        assert float(channel_distillation(student_features, shifted, connectors)) == pytest.approx(4 * 0.25,
+                                                                                                   rel=1e-5)
+
+
+# --- the discriminator and the taps ----------------------------------------------------------------------------
+
+def test_the_shared_discriminator_shares_its_first_n_share_blocks():
+    torch.manual_seed(0)
+    x = torch.cat([photo(64), photo(64, "chelsea")], 1)
+    assert SharedPatchGan(6, 8, 0, "instance")(x, 0).shape == (1, 1, 6, 6)  # 64 -> 32, 16, 8, 7, 6
+    every = SharedPatchGan(6, 8, 5, "instance")
+    assert torch.equal(every(x, 0), every(x, 1))
+    three = SharedPatchGan(6, 8, 3, "instance")
+    assert [len(copies) for copies in three.blocks] == [1, 1, 1, 2, 2]
+    assert not torch.equal(three(x, 0), three(x, 1))
+    three(x, 0).mean().backward()  # the first teacher's loss reaches the shared blocks and its own, never the other's
+    assert three.blocks[0][0][0].weight.grad is not None and three.blocks[3][0][0].weight.grad is not None
+    assert three.blocks[3][1][0].weight.grad is None
+    # ndf 128 (the scripts'): one teacher's blocks hold the original MultiNLayerDiscriminator's parameters. Its
+    # middle convs carry a bias under instance norm (no affine) and none under batch norm (which has one).
+    widths = [(6, 128), (128, 256), (256, 512), (512, 1024), (1024, 1)]
+    with_bias = sum(16 * i * o + o for i, o in widths)
+    assert count_params(SharedPatchGan(6, 128, 5, "instance")) == with_bias
+    middle = widths[1:4]
+    assert count_params(SharedPatchGan(6, 128, 5, "batch")) == with_bias - sum(o for _, o in middle) \
+        + sum(2 * o for _, o in middle)
+
+
+@pytest.mark.parametrize("family, arch, ngf, widths", [
+    ("resnet", "mobile_resnet_generator", 16, [64, 64, 64, 64]),
+    ("unet", "unet_generator", 16, [32, 128, 256, 64]),
+])
+def test_the_originals_mapping_layers_exist_with_their_widths(family, arch, ngf, widths):
+    from gzoo.compress.engine import FeatureTaps
+
+    model = create_model(arch, ngf=ngf).eval()
+    taps = FeatureTaps(model, list(TAPS[family]))
+    with torch.no_grad():
+        model(torch.zeros(1, 3, 256, 256))
+    assert [f.shape[1] for f in taps.features()] == widths
+
+
+# --- recipes ----------------------------------------------------------------------------------------------------
+
+# The scripts' settings: file, family, student ngf, wide ngf, deep ngf, ndf, n_share, n_dis, lambda_CD, batch,
+# epochs, epochs_decay, direction.
+PUBLISHED = [
+    ("edges2shoes-unet", "unet", 16, 64, 16, 128, 5, 1, 10, 4, 100, 100, "AtoB"),
+    ("edges2shoes-unet-s12", "unet", 12, 48, 12, 96, 5, 1, 10, 4, 100, 100, "AtoB"),
+    ("edges2shoes-unet-s8", "unet", 8, 48, 12, 96, 5, 1, 10, 4, 100, 100, "AtoB"),
+    ("edges2shoes-resnet", "resnet", 16, 64, 16, 128, 3, 1, 100, 4, 100, 100, "AtoB"),
+    ("edges2shoes-resnet-s12", "resnet", 12, 48, 12, 96, 3, 1, 1000, 4, 100, 100, "AtoB"),
+    ("edges2shoes-resnet-s8", "resnet", 8, 48, 12, 96, 3, 1, 1000, 4, 100, 100, "AtoB"),
+    ("cityscapes-unet", "unet", 16, 64, 16, 128, 5, 3, 50, 4, 300, 450, "BtoA"),
+    ("cityscapes-unet-s12", "unet", 12, 48, 12, 96, 5, 3, 50, 4, 300, 450, "BtoA"),
+    ("cityscapes-unet-s8", "unet", 8, 48, 12, 96, 3, 3, 50, 4, 300, 450, "BtoA"),
+    ("cityscapes-resnet", "resnet", 16, 64, 16, 128, 4, 3, 0, 1, 300, 450, "BtoA"),
+    ("cityscapes-resnet-s12", "resnet", 12, 48, 12, 96, 3, 3, 0, 1, 300, 450, "BtoA"),
+    ("cityscapes-resnet-s8", "resnet", 8, 48, 12, 96, 3, 3, 0, 1, 300, 450, "BtoA"),
+]
+
+
+@pytest.mark.parametrize("row", PUBLISHED, ids=[row[0] for row in PUBLISHED])
+def test_recipe_has_the_scripts_settings(row):
+    name, family, ngf, wide, deep, ndf, n_share, n_dis, cd, batch, epochs, decay, direction = row
+    task = name.split("-")[0]
+    recipe = load_recipe(RECIPES / "omgd" / f"{name}.yaml")
+    assert (recipe.method, recipe.student.family, recipe.student.ngf) == ("omgd", family, ngf)
+    assert (recipe.teachers.wide_ngf, recipe.teachers.deep_ngf, recipe.teachers.wide_from) == (wide, deep, None)
+    training = recipe.training
+    assert (training.ndf, training.n_share, training.n_dis, training.lambda_cd) == (ndf, n_share, n_dis, cd)
+    assert (training.batch_size, training.seed, training.lr, training.beta1) == (batch, 233, 2e-4, 0.5)
+    assert (training.gan_mode, training.lambda_gan, training.lambda_recon) == ("hinge", 1, 100)
+    assert (training.lambda_ssim, training.lambda_style, training.lambda_feature, training.lambda_tv) == \
+        (10, 1e4, 10, 1e-5)
+    assert (training.perceptual, training.perceptual_normalization) == ("vgg16", "unit")
+    assert (recipe.stages.distill.epochs, recipe.stages.distill.epochs_decay) == (epochs, decay)
+    assert recipe.data.layout == "paired" and recipe.data.direction == direction
+    assert recipe.evaluate.reference.startswith("real_stat/")
+    # The student it exports is the zoo's omgd/* entry of the same name (the zoo lists no cityscapes S12/S8: those
+    # take the teacher of the ngf-16 entry of their family).
+    zoo = {m["id"]: m for m in yaml.safe_load((RECIPES.parent / "zoo.yaml").read_text())["models"]}
+    entry = zoo.get(f"omgd/{name}") or zoo[f"omgd/{task}-{family}"] | {"arch_args": {"ngf": ngf}}
+    assert recipe.teacher == entry["teacher"]
+    exported = {"resnet": "mobile_resnet_generator", "unet": "unet_generator"}[family]
+    assert entry["arch"] == exported
+    assert count_params(create_model(exported, ngf=ngf, norm={"resnet": "instance", "unet": "batch"}[family])) == \
+        count_params(create_model(entry["arch"], **{"norm": "batch" if family == "unet" else "instance",
+                                                    **entry["arch_args"]}))
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (["data.builtin=null", "data.root=x", "data.layout=unpaired"], "CycleGAN setting"),
+    (["teachers.wide_from=no-such-dir"], "neither 'teacher'"),
+    (["student.family=unet"], "multiple of 256, not 128"),
+    (["training.n_share=6"], "between 0 and 5"),
+    (["data.load_size=150"], "cache_frozen needs data.load_size equal to data.crop_size"),
+    (["data.load_size=32", "data.crop_size=32"], "crop_size of at least 43"),
+])
+def test_a_recipe_omgd_cannot_run_is_refused_in_one_line(overrides, message):
+    from gzoo.errors import GzooError
+
+    with pytest.raises(GzooError, match=message) as failure:
+        load_recipe(DEMO, overrides)
+    assert "\n" not in str(failure.value)
+
+
+# --- runs on the pipeline ---------------------------------------------------------------------------------------
+
+def _paired_dataset(root: Path, target: str) -> Path:
+    """Photo crops beside a target made of them (A|B, pix2pix's layout): ``invert`` or ``gray``."""
+    folder = root / "train"
+    folder.mkdir(parents=True)
+    for index, crop in enumerate(photo_crops(("astronaut", "chelsea", "coffee"), 64, 3)):
+        other = 255 - crop if target == "invert" else np.repeat(crop.mean(2, keepdims=True), 3, 2).astype(np.uint8)
+        Image.fromarray(np.concatenate([crop, other], 1)).save(folder / f"{index:03d}.png")
+    return root
+
+
+def _tiny_teacher(path: Path) -> Path:
+    torch.manual_seed(3)
+    model = create_model("mobile_resnet_generator", ngf=4, n_blocks=2)
+    return save_model_dir(path, model.state_dict(), {"arch": "mobile_resnet_generator",
+                                                     "arch_args": {"ngf": 4, "n_blocks": 2}})
+
+
+def _checkpoint(run: Path) -> dict:
+    return torch.load(run / "distill" / "checkpoint.pt", weights_only=True)["modules"]
+
+
+def test_the_student_never_sees_the_ground_truth_or_the_discriminator(tmp_path, offline_inception):
+    """One step on the same inputs with every target changed: the student's update is the same, the teachers'
+    and the discriminator's are not."""
+    teacher = _tiny_teacher(tmp_path / "teacher")
+    states = {}
+    for target in ("invert", "gray"):
+        data = _paired_dataset(tmp_path / target, target)
+        recipe = load_recipe(DEMO, [*(s for s in TINY[1::2]), "data.builtin=null", f"data.root={data}",
+                                    "data.layout=paired", "data.held_out_fraction=0.2", "stages.distill.steps=1",
+                                    "stages.distill.steps_decay=0", "training.threads=1"], teacher=str(teacher))
+        compress(recipe, tmp_path / f"run-{target}", lambda: teacher)
+        states[target] = _checkpoint(tmp_path / f"run-{target}")
+    invert, gray = states["invert"], states["gray"]
+    for name in ("student", "connectors"):
+        for key, value in invert[name].items():
+            assert torch.equal(value, gray[name][key]), f"{name}.{key}"
+    for name in ("teacher_wide", "teacher_deep", "discriminator"):
+        assert any(not torch.equal(value, gray[name][key]) for key, value in invert[name].items()), name
+
+
+def _run_log(run: Path) -> list[dict]:
+    return [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+
+
+def test_a_killed_run_resumes_to_the_same_student_and_numbers(tmp_path, run_gzoo, gzoo_home, offline_inception):
+    longer = [*TINY, "--set", "stages.distill.steps=6", "--set", "stages.distill.steps_decay=2",
+              "--set", "training.threads=1"]
+    whole = run_gzoo("compress", str(DEMO), "-o", str(tmp_path / "whole"), "--json", *longer)
+    assert whole.returncode == 0, whole.stderr
+    run = tmp_path / "killed"
+    env = {**offline_inception, "GZOO_HOME": str(gzoo_home)}
+    process = subprocess.Popen([sys.executable, "-m", "gzoo", "compress", str(DEMO), "-o", str(run), *longer],
+                               env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 240
+    while not (run / "distill" / "checkpoint.pt").is_file():  # the step-2 checkpoint: killed in the middle
+        assert process.poll() is None, process.stderr.read()
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert not (run / "distill" / "done.json").exists()
+    resumed = run_gzoo("compress", str(DEMO), "-o", str(run), "--resume", "--json", *longer)
+    assert resumed.returncode == 0, resumed.stderr
+    one, two = json.loads(whole.stdout), json.loads(resumed.stdout)
+    assert two["metrics"] == one["metrics"] and two["student_macs_paper"] == one["student_macs_paper"]
+    for name, value in _checkpoint(tmp_path / "whole")["student"].items():
+        assert torch.equal(value, _checkpoint(run)["student"][name]), name
+    assert [r["step"] for r in _run_log(run)] == list(range(1, 9))
+
+
+def test_vgg16_without_weights_offline_fails_at_once(tmp_path, gzoo_main, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    refuse_network(monkeypatch)
+    run = tmp_path / "run"
+    started = time.perf_counter()
+    code, _, err = gzoo_main("compress", str(DEMO), "-o", str(run), "--set", "training.perceptual=vgg16")
+    assert time.perf_counter() - started < 5
+    assert code == 2 and err.strip().count("\n") == 0, err
+    assert perceptual.VGG16_FILE in err and str(tmp_path / "torch" / "hub" / "checkpoints") in err
+    assert "training.perceptual: inception" in err
+    assert not run.exists()
+
+
+def test_two_processes_give_the_first_step_losses_of_one(tmp_path, gzoo_home, offline_inception):
+    """torchrun with 2 CPU processes (gloo), each on half of the global batch, logs the losses one process does:
+    both teachers', the discriminator's and every term of the student's, channel distillation included."""
+    tiny = [*TINY, "--set", "training.batch_size=4", "--set", "stages.distill.steps=1",
+            "--set", "stages.distill.steps_decay=0", "--set", "training.threads=1"]
+    env = {**offline_inception, "GZOO_HOME": str(gzoo_home)}
+    single = subprocess.run([sys.executable, "-m", "gzoo", "compress", str(DEMO), "-o", str(tmp_path / "one"),
+                             *tiny], env=env, capture_output=True, text=True, timeout=300)
+    assert single.returncode == 0, single.stderr
+    assert "student in " in single.stdout and "x fewer)" in single.stdout  # the printed table
+    double = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone",
+                             "--nproc_per_node", "2", "-m", "gzoo", "compress", str(DEMO), "-o", str(tmp_path / "two"),
+                             *tiny], env=env, capture_output=True, text=True, timeout=300)
+    assert double.returncode == 0, double.stderr[-3000:]
+    one, two = _run_log(tmp_path / "one")[0], _run_log(tmp_path / "two")[0]
+    terms = ("D", "G_gan_wide", "G_recon_wide", "G_gan_deep", "G_recon_deep", "G_ssim", "G_style", "G_feature",
+             "G_tv", "G_cd")
+    for term in terms:
+        assert two[term] == pytest.approx(one[term], rel=1e-5), term
+
+
+def test_a_frozen_pretrained_wide_teacher_teaches_the_student(tmp_path, run_gzoo, offline_inception):
+    """vintagify itself as the wide teacher, beside a deep teacher trained online: vintagify is not trained (not in
+    the checkpoint), and the student gets closer to it: held-out PSNR against vintagify after 40 steps well above
+    after 1."""
+    scores = {}
+    for steps in (1, 40):
+        result = run_gzoo("compress", str(FROZEN_DEMO), "-o", str(tmp_path / f"run{steps}"), "--json", *TINY,
+                          "--set", f"stages.distill.steps={steps}", "--set", "stages.distill.steps_decay=0",
+                          "--set", "training.checkpoint_every=50", "--set", "training.threads=1",
+                          "--set", "training.lr=2e-3")
+        assert result.returncode == 0, result.stderr
+        summary = json.loads(result.stdout)
+        scores[steps] = summary["metrics"]["psnr"]
+    modules = _checkpoint(tmp_path / "run40")
+    assert "teacher_wide" not in modules and {"teacher_deep", "discriminator", "student", "connectors"} <= set(modules)
+    assert summary["teachers"]["wide"] == {"from": "community/vintagify-cyclegan", "frozen": True}
+    assert scores[40] > scores[1] + 1, scores  # measured: 10.3 -> 12.3 dB

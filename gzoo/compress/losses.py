@@ -5,6 +5,8 @@
 - Reconstruction losses: ``l1``, ``l2``, ``smooth_l1``.
 - GAN Compression's distillation: MSE between each teacher feature and the student's feature mapped by a
   learnable 1x1 conv, summed over the taps.
+- CAT's kernel alignment (``kernel_alignment``): how alike two features' sample-by-sample Gram matrices are,
+  whatever their widths, so a student of any width is compared with its teacher without a mapping layer.
 """
 
 from collections.abc import Callable, Sequence
@@ -45,3 +47,17 @@ def distillation_loss(student: Sequence[torch.Tensor], teacher: Sequence[torch.T
                       mappings: Sequence[nn.Module]) -> torch.Tensor:
     """Sum over taps of MSE(mapping(student feature), teacher feature)."""
     return sum(F.mse_loss(mapping(s), t) for s, t, mapping in zip(student, teacher, mappings, strict=True))
+
+
+def kernel_alignment(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """CAT's ``KA``: ||Y^T X||_F^2 / (||X^T X||_F ||Y^T Y||_F) for features flattened per sample (rows).
+
+    Computed, as the original, through the n x n Gram matrices (n the batch size): <X X^T, Y Y^T> is
+    ||Y^T X||_F^2 and ||X X^T||_F is ||X^T X||_F. 1 for identical features and invariant to scaling either;
+    always 1 for a batch of one sample, so CAT distils with batches of several. In float32 under autocast.
+    """
+    if x.shape[0] != y.shape[0]:
+        raise ValueError(f"kernel alignment needs as many samples on both sides, not {x.shape[0]} and {y.shape[0]}")
+    x, y = x.float().flatten(1), y.float().flatten(1)
+    gram_x, gram_y = x @ x.T, y @ y.T
+    return (gram_x * gram_y).sum() / ((gram_x ** 2).sum() * (gram_y ** 2).sum()).sqrt()

@@ -77,6 +77,7 @@ class TeacherStage(StageSettings):
     ngf: int = 64
     n_blocks: int = 9
     norm: str = "instance_affine"  # CycleGAN scripts: instance + --norm_affine; pix2pix scripts: batch
+    batch_size: int | None = None  # None: training.batch_size (the scripts train the teacher at 32, distil at 80)
     dropout: float = 0.0
     lambda_recon: float = 100.0  # pix2pix_model.py default; map2sat: 10
     lambda_cycle: float = 10.0  # cycle_gan_model.py lambda_A = lambda_B
@@ -273,7 +274,9 @@ def prune_to_target(teacher: CatInceptionGenerator, target: float, size: tuple[i
     """``shrink_model``'s search: bisect the global |gamma| threshold until the pruned MACs are at most ``target``
     and (ub - lb) <= 1e-3 * lb."""
     norm = norm or teacher_norm(teacher)
-    one_of(norm, PRUNABLE_NORMS, "the teacher's norm (CAT prunes by norm scales)")
+    if norm not in PRUNABLE_NORMS:
+        raise GzooError(f"CAT prunes by norm scales and the teacher's {norm} norms have none; give a teacher with "
+                        f"{' or '.join(PRUNABLE_NORMS)} norms")
     teacher_macs = check_target(teacher.widths, norm, target, size, cin_lb)
     scales = norm_scales(teacher)
     pooled = scales.pooled()
@@ -415,11 +418,12 @@ class ImagePool(nn.Module):
 def _teacher(run: Run, results: dict) -> dict:
     recipe, settings = run.recipe, run.recipe.stages.teacher
     teacher = init_normal(_new_teacher(settings))
+    length, batch_size = _teacher_length(run, settings)
     if recipe.data.layout == "unpaired":
-        _train_cycle_gan(run, teacher)
+        _train_cycle_gan(run, teacher, length, batch_size)
     else:
-        _train_adversarial(run, "teacher", settings, teacher, _discriminator(recipe, settings.norm),
-                           settings.lambda_recon)
+        _train_adversarial(run, "teacher", length, teacher, _discriminator(recipe, settings.norm),
+                           settings.lambda_recon, batch_size=batch_size)
     state = run.final_state("teacher")["teacher"]
     size = recipe.data.crop_size
     directory = run.stage_dir("teacher") / "model"  # the trained teacher, for a later recipe to name
@@ -492,6 +496,16 @@ def _export(run: Run, results: dict) -> Exported:
 
 # --- what the stages share --------------------------------------------------------------------------------------
 
+def _teacher_length(run: Run, settings: TeacherStage) -> tuple[StageSettings, int]:
+    """The teacher stage's steps at its own batch size, and that batch size."""
+    batch_size = settings.batch_size or run.recipe.training.batch_size
+    if settings.steps is not None:
+        return StageSettings(steps=settings.steps, steps_decay=settings.steps_decay, lr=settings.lr), batch_size
+    per_epoch = -(-len(run.data) // batch_size)
+    return StageSettings(steps=settings.epochs * per_epoch, steps_decay=(settings.epochs_decay or 0) * per_epoch,
+                         lr=settings.lr), batch_size
+
+
 def _new_teacher(settings: TeacherStage) -> CatInceptionGenerator:
     return cat_inception_generator(ngf=settings.ngf, n_blocks=settings.n_blocks, norm=settings.norm,
                                    dropout=settings.dropout)
@@ -522,10 +536,10 @@ def _taps(run: Run, teacher: nn.Module) -> FeatureTaps:
     return run.shared["teacher_taps"]
 
 
-def _discriminator(recipe: Recipe, norm: str, channels: int | None = None) -> nn.Module:
+def _discriminator(recipe: Recipe, norm: str) -> nn.Module:
     """The original's n_layers PatchGAN, in the generator's norm (--norm_affine_D); pix2pix's sees the input
     beside the output."""
-    channels = channels or (3 if recipe.data.layout == "unpaired" else 6)
+    channels = 3 if recipe.data.layout == "unpaired" else 6
     return init_normal(PatchGanDiscriminator(channels, recipe.training.ndf, recipe.training.n_layers_d, norm))
 
 
@@ -540,15 +554,16 @@ def _ground_truth(run: Run) -> TeacherOutputs:
 
 def _train_adversarial(run: Run, stage: str, settings: StageSettings, generator: nn.Module,
                        discriminator: nn.Module, lambda_recon: float,
-                       distill: Callable[[], torch.Tensor] | None = None, teacher: nn.Module | None = None) -> None:
+                       distill: Callable[[], torch.Tensor] | None = None, teacher: nn.Module | None = None,
+                       batch_size: int | None = None) -> None:
     """The pix2pix teacher's and the distiller's step: the discriminator learns the target against the output
     (beside the input for paired and single data); the generator minimises GAN + lambda_recon * L1 (to the
     target, or for unpaired data to ``teacher``'s output) + the distillation term."""
     recipe, training, processes = run.recipe, run.recipe.training, run.processes
-    layout = recipe.data.layout
+    layout, batch_size = recipe.data.layout, batch_size or training.batch_size
 
     def training_step(step: int) -> tuple[dict, dict]:
-        batch = run.data.batch(step, training.batch_size, training.seed, processes.rank, processes.world_size)
+        batch = run.data.batch(step, batch_size, training.seed, processes.rank, processes.world_size)
         inputs = batch.inputs.to(processes.device)
         if layout == "single":
             targets = _ground_truth(run)(inputs, batch.keys)[0]
@@ -581,7 +596,7 @@ def _train_adversarial(run: Run, stage: str, settings: StageSettings, generator:
               {"G": [name], "D": ["discriminator"]}, training_step)
 
 
-def _train_cycle_gan(run: Run, teacher: CatInceptionGenerator) -> None:
+def _train_cycle_gan(run: Run, teacher: CatInceptionGenerator, length: StageSettings, batch_size: int) -> None:
     """CycleGAN's ``optimize_parameters``: both generators (GAN + cycle + identity), then both discriminators
     (real against a pooled fake)."""
     recipe, training, processes, settings = run.recipe, run.recipe.training, run.processes, run.recipe.stages.teacher
@@ -592,7 +607,7 @@ def _train_cycle_gan(run: Run, teacher: CatInceptionGenerator) -> None:
     mode, lambda_cycle, lambda_idt = training.gan_mode, settings.lambda_cycle, settings.lambda_identity
 
     def training_step(step: int) -> Any:
-        batch = run.data.batch(step, training.batch_size, training.seed, processes.rank, processes.world_size)
+        batch = run.data.batch(step, batch_size, training.seed, processes.rank, processes.world_size)
         real_a, real_b = batch.inputs.to(processes.device), batch.targets.to(processes.device)
         fake_b, fake_a = teacher(real_a), backward(real_b)
         rec_a, rec_b = backward(fake_b), teacher(fake_a)
@@ -613,7 +628,7 @@ def _train_cycle_gan(run: Run, teacher: CatInceptionGenerator) -> None:
 
     modules = {"teacher": teacher, "teacher_b": backward, "discriminator_a": disc_a, "discriminator_b": disc_b,
                "pool_a": pool_a, "pool_b": pool_b}
-    run.train("teacher", settings, modules, {"G": ["teacher", "teacher_b"], "D": ["discriminator_a",
+    run.train("teacher", length, modules, {"G": ["teacher", "teacher_b"], "D": ["discriminator_a",
                                                                                    "discriminator_b"]},
               training_step)
 

@@ -154,7 +154,8 @@ class FeatureTaps:
 
 
 class TeacherOutputs:
-    """The teacher's output and tap features for a batch; with ``cache``, computed once per distinct input."""
+    """The teacher's output and tap features for a batch; with ``cache``, computed once per distinct input (GAN
+    Compression's teacher, CAT's ground truth for single data)."""
 
     def __init__(self, teacher: nn.Module, taps: FeatureTaps, cache: bool) -> None:
         self.teacher, self.taps, self.cache = teacher, taps, cache
@@ -164,13 +165,12 @@ class TeacherOutputs:
         if not self.cache:
             with torch.no_grad():
                 return self.teacher(inputs), self.taps.features()
-        missing = [i for i, key in enumerate(keys) if key not in self.kept]
-        if missing:
+        # One input at a time, so what is kept does not depend on the batch it first came in (a resumed run
+        # meets its inputs in other company, and a conv's float sums depend on the batch size).
+        for index in (i for i, key in enumerate(keys) if key not in self.kept):
             with torch.no_grad():
-                outputs = self.teacher(inputs[missing])
-            features = self.taps.features()
-            for row, index in enumerate(missing):
-                self.kept[keys[index]] = (outputs[row].clone(), [f[row].clone() for f in features])
+                output = self.teacher(inputs[index:index + 1])
+            self.kept[keys[index]] = (output[0].clone(), [f[0].clone() for f in self.taps.features()])
         entries = [self.kept[key] for key in keys]
         return torch.stack([e[0] for e in entries]), [torch.stack([e[1][t] for e in entries])
                                                        for t in range(len(entries[0][1]))]

@@ -6,7 +6,7 @@ from gzoo.compress.method import METHODS, Method
 from gzoo.errors import GzooError, closest
 
 # The shipped methods, each registering itself on import.
-METHOD_MODULES = ("gan_compression", "fritz", "omgd")
+METHOD_MODULES = ("gan_compression", "fritz", "omgd", "cat")
 
 __all__ = ["Method", "get_method", "method_names"]
 

@@ -153,6 +153,29 @@ class FeatureTaps:
             handle.remove()
 
 
+class TeacherOutputs:
+    """The teacher's output and tap features for a batch; with ``cache``, computed once per distinct input (GAN
+    Compression's teacher, CAT's ground truth for single data)."""
+
+    def __init__(self, teacher: nn.Module, taps: FeatureTaps, cache: bool) -> None:
+        self.teacher, self.taps, self.cache = teacher, taps, cache
+        self.kept: dict[str, tuple[torch.Tensor, list[torch.Tensor]]] = {}
+
+    def __call__(self, inputs: torch.Tensor, keys: tuple[str, ...]) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        if not self.cache:
+            with torch.no_grad():
+                return self.teacher(inputs), self.taps.features()
+        # One input at a time, so what is kept does not depend on the batch it first came in (a resumed run
+        # meets its inputs in other company, and a conv's float sums depend on the batch size).
+        for index in (i for i, key in enumerate(keys) if key not in self.kept):
+            with torch.no_grad():
+                output = self.teacher(inputs[index:index + 1])
+            self.kept[keys[index]] = (output[0].clone(), [f[0].clone() for f in self.taps.features()])
+        entries = [self.kept[key] for key in keys]
+        return torch.stack([e[0] for e in entries]), [torch.stack([e[1][t] for e in entries])
+                                                       for t in range(len(entries[0][1]))]
+
+
 @contextmanager
 def frozen(module: nn.Module) -> Iterator[None]:
     """The module's parameters take no gradient inside the block (a generator loss through the discriminator)."""

@@ -24,7 +24,7 @@ from torch import nn
 
 from gzoo.compress import search as searching
 from gzoo.compress.data import held_out_inputs
-from gzoo.compress.engine import FeatureTaps, TrainingSettings, frozen
+from gzoo.compress.engine import FeatureTaps, TeacherOutputs, TrainingSettings, frozen
 from gzoo.compress.losses import RECON_LOSSES, distillation_loss, gan_loss
 from gzoo.compress.method import Exported, Method, register_method
 from gzoo.compress.pipeline import Run
@@ -244,29 +244,6 @@ def _train(run: Run, stage: str, settings: StageSettings, student: nn.Module, ma
         run.train(stage, settings, modules, {"G": ["student", "mappings"], "D": ["discriminator"]}, training_step)
     finally:
         student_taps.remove()
-
-
-class TeacherOutputs:
-    """The teacher's output and tap features for a batch; with ``cache``, computed once per distinct input."""
-
-    def __init__(self, teacher: nn.Module, taps: FeatureTaps, cache: bool) -> None:
-        self.teacher, self.taps, self.cache = teacher, taps, cache
-        self.kept: dict[str, tuple[torch.Tensor, list[torch.Tensor]]] = {}
-
-    def __call__(self, inputs: torch.Tensor, keys: tuple[str, ...]) -> tuple[torch.Tensor, list[torch.Tensor]]:
-        if not self.cache:
-            with torch.no_grad():
-                return self.teacher(inputs), self.taps.features()
-        missing = [i for i, key in enumerate(keys) if key not in self.kept]
-        if missing:
-            with torch.no_grad():
-                outputs = self.teacher(inputs[missing])
-            features = self.taps.features()
-            for row, index in enumerate(missing):
-                self.kept[keys[index]] = (outputs[row].clone(), [f[row].clone() for f in features])
-        entries = [self.kept[key] for key in keys]
-        return torch.stack([e[0] for e in entries]), [torch.stack([e[1][t] for e in entries])
-                                                       for t in range(len(entries[0][1]))]
 
 
 # --- search -----------------------------------------------------------------------------------------------------

@@ -7,6 +7,8 @@
   learnable 1x1 conv, summed over the taps.
 - SSIM as a differentiable loss term (OMGD's ``pytorch_ssim``): an 11x11 Gaussian window of sigma 1.5 with zero
   padding, constants (0.01)^2 and (0.03)^2, the map averaged over every pixel and channel.
+- CAT's kernel alignment (``kernel_alignment``): how alike two features' sample-by-sample Gram matrices are,
+  whatever their widths, so a student of any width is compared with its teacher without a mapping layer.
 """
 
 import math
@@ -69,3 +71,17 @@ def ssim_map(x: torch.Tensor, y: torch.Tensor, window: int = 11, sigma: float = 
 def ssim(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """Mean SSIM of two batches, differentiable (OMGD's student term is 1 - ssim)."""
     return ssim_map(x, y).mean()
+
+
+def kernel_alignment(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """CAT's ``KA``: ||Y^T X||_F^2 / (||X^T X||_F ||Y^T Y||_F) for features flattened per sample (rows).
+
+    Computed, as the original, through the n x n Gram matrices (n the batch size): <X X^T, Y Y^T> is
+    ||Y^T X||_F^2 and ||X X^T||_F is ||X^T X||_F. 1 for identical features and invariant to scaling either;
+    always 1 for a batch of one sample, so CAT distils with batches of several. In float32 under autocast.
+    """
+    if x.shape[0] != y.shape[0]:
+        raise ValueError(f"kernel alignment needs as many samples on both sides, not {x.shape[0]} and {y.shape[0]}")
+    x, y = x.float().flatten(1), y.float().flatten(1)
+    gram_x, gram_y = x @ x.T, y @ y.T
+    return (gram_x * gram_y).sum() / ((gram_x ** 2).sum() * (gram_y ** 2).sum()).sqrt()

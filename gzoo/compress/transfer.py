@@ -10,14 +10,19 @@ from gzoo.models.layers import Residual
 from gzoo.models.resnet import ResnetGenerator
 
 
-def init_normal(module: nn.Module) -> nn.Module:
-    """The originals' ``init_net``: conv weights N(0, 0.02), biases 0, norm scales N(1, 0.02)."""
+def init_normal(module: nn.Module, instance_norms: bool = True) -> nn.Module:
+    """The originals' ``init_net``: conv weights N(0, 0.02), biases 0, norm scales N(1, 0.02).
+
+    ``instance_norms`` False leaves instance norms as they are, as the originals' ``init_weights`` does (it
+    matches class names containing ``BatchNorm2d``): CAT's re-initialised student keeps the teacher's
+    surviving instance-norm scales that way."""
+    norms = nn.BatchNorm2d | nn.InstanceNorm2d if instance_norms else nn.BatchNorm2d
     for layer in module.modules():
         if isinstance(layer, nn.Conv2d | nn.ConvTranspose2d | nn.Linear):
             nn.init.normal_(layer.weight, 0.0, 0.02)
             if layer.bias is not None:
                 nn.init.zeros_(layer.bias)
-        elif isinstance(layer, nn.BatchNorm2d | nn.InstanceNorm2d) and layer.weight is not None:
+        elif isinstance(layer, norms) and layer.weight is not None:
             nn.init.normal_(layer.weight, 1.0, 0.02)
             nn.init.zeros_(layer.bias)
     return module

@@ -13,6 +13,7 @@ from html import escape
 from importlib.resources import files
 
 from gzoo.report.leaderboard import COLUMNS, cells, notes, sources, unreproduced, unreproduced_line
+from gzoo.report.numbers import readable
 
 # How each column sorts: by the row's raw number (not the rounded text), or as text; and which are right-aligned.
 NUMERIC = {"params", "MACs", "MACs paper", "CPU ms", "MACs ÷ teacher", "speed-up", "input", "reported", "measured"}
@@ -50,7 +51,7 @@ def measured_provenance(metric: str, measured: dict) -> list[str]:
 
 
 def reported_provenance(reported: dict) -> list[str]:
-    lines = [f"{reported['metric']} {reported['value']:g}, reported (published, not measured here)",
+    lines = [f"{reported['metric']} {readable(reported['value'])}, reported (published, not measured here)",
              f"source: {reported['source']}"]
     return lines + ([f"protocol: {reported['protocol']}"] if reported.get("protocol") else [])
 

@@ -4,7 +4,7 @@ as it is)."""
 import csv
 import io
 
-from gzoo.report.numbers import compact, human
+from gzoo.report.numbers import compact, human, readable
 
 COLUMNS = ("id", "method", "task", "input", "params", "MACs", "MACs paper", "CPU ms", "MACs ÷ teacher",
            "speed-up", "reported", "measured")
@@ -38,7 +38,7 @@ def cells(row: dict, footnotes: list[str]) -> list[str]:
         "-" if row["macs_reduction"] is None else f"{row['macs_reduction']:.1f}x",
         "-" if row["latency_speedup"] is None else f"{row['latency_speedup']:.1f}x",
         "-" if reported is None else
-        f"{reported['metric']} {reported['value']:g} [{footnotes.index(reported['source']) + 1}]",
+        f"{reported['metric']} {readable(reported['value'])} [{footnotes.index(reported['source']) + 1}]",
         measured_cell(row),
     ]
 

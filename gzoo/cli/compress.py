@@ -60,6 +60,8 @@ def compress(
         rows.append([f"{metric} (held-out)", value if isinstance(value, str) else f"{value:.4f}"])
     if "identity_psnr" in summary:
         rows.append(["psnr of the input itself (identity baseline)", f"{summary['identity_psnr']:.4f}"])
+    for label, value in summary.get("baselines", {}).items():  # a method's own comparisons, measured in the run
+        rows.append([label, f"{value:.4f}"])
     console = wide_console()
     console.print(f"student {summary['config']} in {summary['student']}", highlight=False, markup=False,
                   soft_wrap=True)  # a path: never folded

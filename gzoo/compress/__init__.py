@@ -5,7 +5,7 @@ import importlib
 from gzoo.compress.method import METHODS, Method
 from gzoo.errors import GzooError, closest
 
-METHOD_MODULES = ("gan_compression",)  # the shipped methods; each registers itself on import
+METHOD_MODULES = ("gan_compression", "bit_goes_down")  # the shipped methods; each registers itself on import
 
 __all__ = ["Method", "get_method", "method_names"]
 

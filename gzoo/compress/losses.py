@@ -5,6 +5,8 @@
 - Reconstruction losses: ``l1``, ``l2``, ``smooth_l1``.
 - GAN Compression's distillation: MSE between each teacher feature and the student's feature mapped by a
   learnable 1x1 conv, summed over the taps.
+- A classifier's distillation (Bit-Goes-Down's ``finetune_centroids``): KL divergence from the teacher's class
+  probabilities to the student's, averaged over the batch.
 """
 
 from collections.abc import Callable, Sequence
@@ -45,3 +47,8 @@ def distillation_loss(student: Sequence[torch.Tensor], teacher: Sequence[torch.T
                       mappings: Sequence[nn.Module]) -> torch.Tensor:
     """Sum over taps of MSE(mapping(student feature), teacher feature)."""
     return sum(F.mse_loss(mapping(s), t) for s, t, mapping in zip(student, teacher, mappings, strict=True))
+
+
+def kl_distillation(student_logits: torch.Tensor, teacher_logits: torch.Tensor) -> torch.Tensor:
+    """KL(teacher || student) over the classes, batch mean."""
+    return F.kl_div(F.log_softmax(student_logits, dim=1), F.softmax(teacher_logits, dim=1), reduction="batchmean")

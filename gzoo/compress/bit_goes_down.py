@@ -316,17 +316,26 @@ def em(blocks: torch.Tensor, k: int, n_iter: int, draw: Callable[[], torch.Tenso
         counts = torch.bincount(assignments, minlength=k)
         empty = [int(i) for i in (counts == 0).nonzero()]
         codebook.resolved.append(len(empty))
-        while empty:  # split the most populated cluster for an empty one, then assign again
-            target, source = picker.choice(empty), int(counts.argmax())
-            shift = torch.randn(centroids.shape[1], generator=generator) * eps
-            centroids[target] = centroids[source] + shift
-            centroids[source] -= shift
+        while empty:  # split the most populated clusters, one for each empty one, then assign again
+            picker.shuffle(empty)
+            sources = counts.argsort(descending=True)[:min(len(empty), int((counts > 0).sum()))]
+            targets = torch.tensor(empty[:len(sources)])
+            shift = torch.randn(len(sources), centroids.shape[1], generator=generator) * eps
+            centroids[targets] = centroids[sources] + shift
+            centroids[sources] -= shift
             assignments = assign(blocks, centroids, gram)
             counts = torch.bincount(assignments, minlength=k)
-            empty = [int(i) for i in (counts == 0).nonzero()]
+            still = [int(i) for i in (counts == 0).nonzero()]
+            if len(still) >= len(empty):
+                # The split clusters' blocks are all alike (a layer with fewer distinct blocks than k, such as an
+                # already quantized one): a split ties, and the original would loop for ever. The empty clusters
+                # stay, unused.
+                break
+            empty = still
         # The M-step: the least-squares centroid of a cluster is A^+ A times the mean of its blocks.
         sums = torch.zeros_like(centroids).index_add_(0, assignments, blocks)
-        codebook.centroids = (sums / counts[:, None]) @ projection.t()
+        solved = (sums / counts.clamp_min(1)[:, None]) @ projection.t()
+        codebook.centroids = torch.where(counts[:, None] > 0, solved, centroids)
         codebook.assignments = assignments
         codebook.objective.append(output_error(blocks, codebook, evaluated, normalize))
         if progress:
@@ -370,7 +379,8 @@ class Quantized(nn.Module):
         super().__init__()
         self.plan = plan
         self.register_buffer("assignments", assignments.long().clone())
-        self.register_buffer("counts", torch.bincount(self.assignments, minlength=plan.k).float(), persistent=False)
+        counts = torch.bincount(self.assignments, minlength=plan.k).clamp_min(1)  # an unused centroid gets no gradient
+        self.register_buffer("counts", counts.float(), persistent=False)
 
     def forward(self, centroids: torch.Tensor) -> torch.Tensor:
         weight = pq.from_blocks(_AverageOverBlocks.apply(centroids, self.counts)[self.assignments], self.plan.shape)

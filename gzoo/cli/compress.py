@@ -61,6 +61,8 @@ def compress(
         rows.append([f"{metric} (held-out)", value if isinstance(value, str) else f"{value:.4f}"])
     if "identity_psnr" in summary:
         rows.append(["psnr of the input itself (identity baseline)", f"{summary['identity_psnr']:.4f}"])
+    for label, value in summary.get("baselines", {}).items():  # a method's own comparisons, measured in the run
+        rows.append([label, f"{value:.4f}"])
     console = wide_console()
     what = f" {summary['config']}" if "config" in summary else ""  # a searched method's chosen config
     console.print(f"student{what} in {summary['student']}", highlight=False, markup=False,

@@ -6,7 +6,7 @@ from gzoo.compress.method import METHODS, Method
 from gzoo.errors import GzooError, closest
 
 # The shipped methods, each registering itself on import.
-METHOD_MODULES = ("gan_compression", "fritz", "omgd", "cat")
+METHOD_MODULES = ("gan_compression", "fritz", "omgd", "cat", "bit_goes_down")
 
 __all__ = ["Method", "get_method", "method_names"]
 

@@ -149,9 +149,10 @@ def find_splits(settings: DataSettings, root: Path) -> Splits:
 def _images(folder: Path, layout: str) -> tuple[Path, ...]:
     if not folder.is_dir():
         expected = {"paired": "train/ with A|B images side by side", "unpaired": "trainA/ and trainB/",
-                    "single": "train/ with the input images"}[layout]
+                    "single": "train/ with the input images", "classes": "train/ with a folder per class"}[layout]
         raise GzooError(f"{folder}: no such folder; the {layout} layout holds {expected} (see the README)")
-    images = tuple(sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES))
+    candidates = folder.glob("*/*") if layout == "classes" else folder.iterdir()
+    images = tuple(sorted(p for p in candidates if p.suffix.lower() in IMAGE_SUFFIXES))
     if not images:
         raise GzooError(f"{folder}: no images ({', '.join(IMAGE_SUFFIXES)})")
     return images

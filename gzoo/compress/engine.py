@@ -115,16 +115,21 @@ def broadcast_modules(modules: dict[str, nn.Module], processes: Processes) -> No
 
 @dataclass(frozen=True)
 class Schedule:
-    """``constant`` steps at the full learning rate, then ``decay`` steps of linear decay to zero."""
+    """``constant`` steps at the full learning rate, then ``decay`` steps of linear decay to zero; with
+    ``step_size``, the rate is multiplied by ``gamma`` every ``step_size`` steps instead (StepLR)."""
 
     constant: int
     decay: int
+    step_size: int | None = None
+    gamma: float = 0.1
 
     @property
     def total(self) -> int:
         return self.constant + self.decay
 
     def factor(self, step: int) -> float:
+        if self.step_size:
+            return self.gamma ** (step // self.step_size)
         return 1.0 - max(0, step - self.constant) / (self.decay + 1)
 
 

@@ -9,6 +9,8 @@
   padding, constants (0.01)^2 and (0.03)^2, the map averaged over every pixel and channel.
 - CAT's kernel alignment (``kernel_alignment``): how alike two features' sample-by-sample Gram matrices are,
   whatever their widths, so a student of any width is compared with its teacher without a mapping layer.
+- A classifier's distillation (Bit-Goes-Down's ``finetune_centroids``): KL divergence from the teacher's class
+  probabilities to the student's, averaged over the batch.
 """
 
 import math
@@ -85,3 +87,8 @@ def kernel_alignment(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     x, y = x.float().flatten(1), y.float().flatten(1)
     gram_x, gram_y = x @ x.T, y @ y.T
     return (gram_x * gram_y).sum() / ((gram_x ** 2).sum() * (gram_y ** 2).sum()).sqrt()
+
+
+def kl_distillation(student_logits: torch.Tensor, teacher_logits: torch.Tensor) -> torch.Tensor:
+    """KL(teacher || student) over the classes, batch mean."""
+    return F.kl_div(F.log_softmax(student_logits, dim=1), F.softmax(teacher_logits, dim=1), reduction="batchmean")

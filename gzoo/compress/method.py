@@ -37,7 +37,7 @@ class Exported:
 @dataclass(frozen=True)
 class Method:
     name: str
-    teachers: tuple[str, ...]  # the architectures it compresses
+    teachers: tuple[str, ...]  # the architectures it compresses; empty: any architecture gzoo loads
     stages: Callable[[Any], list[str]]  # a Recipe's stages, in order, ending with "export"
     run: dict[str, Stage]  # one function per stage name; "export" returns an Exported
     sections: dict[str, type] = field(default_factory=dict)  # its own recipe sections, in the order files write them
@@ -45,11 +45,13 @@ class Method:
     check: Callable[[Any], None] = lambda recipe: None  # a Recipe's combinations a type check cannot see
     # What a run needs besides its data and teacher (e.g. a feature network's weights), checked before training
     check_inputs: Callable[[Any], None] = lambda recipe: None
+    # The recipe against the loaded teacher (its layers), before the run directory is made or anything trains.
+    check_model: Callable[[Any, torch.nn.Module], None] = lambda recipe, model: None
     teacher_hint: str = ""  # what to give instead, when a teacher is refused
     needs_teacher: Callable[[Any], bool] = lambda recipe: True  # False: a Recipe it can run with no teacher
 
     def accepts(self, arch: str) -> bool:
-        return arch in self.teachers
+        return not self.teachers or arch in self.teachers
 
 
 METHODS: dict[str, Method] = {}

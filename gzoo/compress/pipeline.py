@@ -90,9 +90,10 @@ class Run:
     def schedule(self, settings: StageSettings) -> Schedule:
         """Steps of a stage: given, or epochs over the training split at the recipe's batch size."""
         if settings.steps is not None:
-            return Schedule(settings.steps, settings.steps_decay or 0)
+            return Schedule(settings.steps, settings.steps_decay or 0, settings.lr_step, settings.lr_gamma)
         per_epoch = -(-len(self.data) // self.recipe.training.batch_size)
-        return Schedule(settings.epochs * per_epoch, (settings.epochs_decay or 0) * per_epoch)
+        return Schedule(settings.epochs * per_epoch, (settings.epochs_decay or 0) * per_epoch,
+                        settings.lr_step, settings.lr_gamma)
 
     def train(self, stage: str, settings: StageSettings, modules: dict[str, nn.Module],
               groups: dict[str, list[str] | Optimizer], step: TrainingStep) -> None:
@@ -133,6 +134,19 @@ def check_inputs(recipe: Recipe) -> None:
     get_method(recipe.method).check_inputs(recipe)
 
 
+def check_evaluation(recipe: Recipe, teacher: Teacher) -> None:
+    """A classifier's student is evaluated as ``gzoo eval`` evaluates classifiers: on class folders, by top-1 and
+    top-5 (the held-out crops have no labels); checked here, before anything runs."""
+    config = read_config(teacher.directory)
+    if not evaluation.is_classifier(config):
+        return
+    if recipe.evaluate.data == "held_out":
+        raise GzooError(f"teacher {teacher.name} is a classifier, evaluated on labelled class folders: set "
+                        "evaluate.data to a folder of class folders (0 ... 999 or WordNet ids), as gzoo eval reads")
+    evaluation.plan(Path(recipe.evaluate.data), config, False, evaluation.Options(
+        metrics=tuple(recipe.evaluate.metrics), max_images=recipe.evaluate.max_images))
+
+
 def compress(recipe: Recipe, directory: Path, teacher_directory: Callable[[], Path] | None, resume: bool = False,
              progress: Progress | None = None, card: CardWriter | None = None, notify: Notify | None = None) -> dict:
     """Run the recipe's stages in ``directory`` (skipping finished ones when resuming); returns the summary.
@@ -171,6 +185,9 @@ def open_run(recipe: Recipe, directory: Path, teacher_directory: Callable[[], Pa
     processes = start_processes()
     check_inputs(recipe)  # the dataset and the teacher are checked before the run directory is made
     teacher = _load_teacher(recipe.teacher, teacher_directory, method, processes) if teacher_directory else None
+    if teacher is not None:
+        check_evaluation(recipe, teacher)
+        method.check_model(recipe, teacher.model)
     run_directory = RunDirectory(directory, processes)
     run_directory.prepare(recipe.as_dict(), resume)
     if recipe.training.threads:
@@ -256,7 +273,7 @@ def _evaluate(run: Run, directory: Path) -> dict:
         return summary
     teacher_macs = count_macs(teacher.model.cpu().eval(), example).macs_paper
     summary |= {"teacher_macs_paper": teacher_macs, "macs_reduction": teacher_macs / student_macs}
-    if recipe.data.layout != "paired":
+    if recipe.data.layout != "paired" and not evaluation.is_classifier(read_config(directory)):
         inputs, _ = held_out_inputs(recipe.data, run.data.splits, shape["height"])
         with torch.inference_mode():
             expected = run.teacher.model(inputs).clamp(-1, 1)

@@ -3,7 +3,7 @@ student is evaluated on. A method's own sections are dataclasses in its file, va
 
 from dataclasses import dataclass, field
 
-LAYOUTS = ("paired", "unpaired", "single")
+LAYOUTS = ("paired", "unpaired", "single", "classes")
 
 
 @dataclass(frozen=True)
@@ -12,7 +12,9 @@ class DataSettings:
 
     Layouts: ``paired`` root/train holds A|B images side by side (pix2pix); ``unpaired`` root/trainA and
     root/trainB (CycleGAN); ``single`` root/train holds inputs only (the teacher's outputs are the targets).
-    ``builtin: skimage-photos`` makes a ``single`` dataset of crops of scikit-image's photos instead of ``root``.
+    ``classes`` root/train holds class folders of inputs (ImageNet's layout; the labels are not read: a
+    classifier is distilled from its teacher). ``builtin: skimage-photos`` makes a ``single`` dataset of crops
+    of scikit-image's photos instead of ``root``.
     """
 
     root: str | None = None
@@ -38,7 +40,8 @@ class DataSettings:
 class StageSettings:
     """A training stage's length: epochs + epochs_decay over the data (the originals), or steps + steps_decay.
 
-    The learning rate stays constant, then decays linearly to zero over the decay part.
+    The learning rate stays constant, then decays linearly to zero over the decay part; or, with ``lr_step``,
+    drops by ``lr_gamma`` every ``lr_step`` steps (torch's StepLR, Bit-Goes-Down's global fine-tuning).
     """
 
     epochs: int | None = None
@@ -46,6 +49,8 @@ class StageSettings:
     steps: int | None = None
     steps_decay: int | None = None
     lr: float | None = None  # None: training.lr
+    lr_step: int | None = None
+    lr_gamma: float = 0.1
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from gzoo.data.packing.pq import FP32_BYTES, MB, accounted_bytes, decode_weight
 from gzoo.errors import GzooError
 from gzoo.zoo.converters.base import Converted, read_pickle, register_converter
 
@@ -26,10 +27,9 @@ from gzoo.zoo.converters.base import Converted, read_pickle, register_converter
 # This gives ResNet-18 small/large blocks 1.541/1.029 MB (README: 1.54/1.03) and size ratios 28.9x/43.3x/30.6x
 # (README: 29x/43x/31x), but ResNet-50 large blocks 3.184 MB where the README prints 3.19; an independent count
 # (kill-the-bits issue #39) also gets 3.18. Unquantised parameters at their stored fp16, or MB = 1e6 bytes, fit
-# none of the three.
-MB = 2**20
-FP16_BYTES = 2
-FP32_BYTES = 4
+# none of the three. gzoo.data.packing.pq holds that accounting and the block layout, shared with the
+# bit-goes-down method's packed form.
+__all__ = ["MB", "convert_kill_the_bits"]
 
 
 class _Checkpoint:
@@ -59,7 +59,7 @@ class _Checkpoint:
         return value
 
 
-def decode_weight(ckpt: _Checkpoint, layer: str, shape: torch.Size) -> tuple[torch.Tensor, int, int]:
+def _decode_layer(ckpt: _Checkpoint, layer: str, shape: torch.Size) -> tuple[torch.Tensor, int, int]:
     """A quantised layer's dense fp32 weight of ``shape``, with its codebook size k and block length d."""
     centroids, assignments = ckpt.tensor(layer, "centroids"), ckpt.tensor(layer, "assignments")
     c_out, fan_in = shape[0], prod(shape[1:])
@@ -70,9 +70,7 @@ def decode_weight(ckpt: _Checkpoint, layer: str, shape: torch.Size) -> tuple[tor
     indices = assignments.long()
     if len(indices) and (indices.min() < 0 or indices.max() >= k):
         raise ckpt.fail(layer, f"has assignments outside its {k} centroids")
-    # Row block * C_out + channel -> [channel, block, :], i.e. each channel's blocks back in order.
-    blocks = centroids.float()[indices].view(-1, c_out, d)
-    return blocks.transpose(0, 1).reshape(shape), k, d
+    return decode_weight(centroids, indices, shape), k, d
 
 
 @register_converter("kill-the-bits")
@@ -89,16 +87,16 @@ def convert_kill_the_bits(source: Path, arch: str | None, arch_args: dict[str, A
     ckpt = _Checkpoint(packed, Path(source), arch)
 
     state: dict[str, torch.Tensor] = {}
-    index_bits = centroid_bytes = dense_params = 0
+    dense_params = 0
+    codebooks: list[tuple[int, int, int]] = []  # (blocks, k, d) per quantised layer
     layers: dict[str, dict[str, int]] = {}
     for name, module in model.named_modules():
         if isinstance(module, (nn.Conv2d, nn.Linear)):
             shape = module.weight.shape
             if "centroids" in ckpt.entry(name):
-                state[f"{name}.weight"], k, d = decode_weight(ckpt, name, shape)
+                state[f"{name}.weight"], k, d = _decode_layer(ckpt, name, shape)
                 layers[name] = {"k": k, "d": d}
-                index_bits += shape.numel() // d * (k - 1).bit_length()  # ceil(log2 k) bits per block
-                centroid_bytes += k * d * FP16_BYTES
+                codebooks.append((shape.numel() // d, k, d))
             else:  # kept dense (the first conv)
                 state[f"{name}.weight"] = ckpt.tensor(name, "weight", shape).float()
                 dense_params += shape.numel()
@@ -117,7 +115,7 @@ def convert_kill_the_bits(source: Path, arch: str | None, arch_args: dict[str, A
     if unused := sorted(set(packed) - ckpt.used):
         raise GzooError(f"{source}: entries {', '.join(unused[:5])} fit no layer of {arch}; "
                         "is --arch right (resnet18 or resnet50)?")
-    packed_bytes = -(-index_bits // 8) + centroid_bytes + dense_params * FP32_BYTES  # indices rounded up to bytes
+    packed_bytes = accounted_bytes(codebooks, dense_params)
     dense_bytes = sum(p.numel() for p in model.parameters()) * FP32_BYTES
     extra = {"packed": {"packed_bytes": packed_bytes, "dense_bytes": dense_bytes, "layers": layers}}
     return Converted(arch, arch_args, state, extra)

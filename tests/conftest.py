@@ -78,3 +78,17 @@ def board() -> dict:
     from boards import sample_board
 
     return sample_board()
+
+
+@pytest.fixture
+def compress_refused(run_gzoo, tmp_path):
+    """``check(recipe, *args, message=...)`` runs ``gzoo compress RECIPE -o RUN ARGS`` and asserts that it is refused
+    in one line naming ``message`` (exit 2) before anything: no run folder is made."""
+
+    def check(recipe: Path, *args: str, message: str) -> None:
+        run = tmp_path / "run"
+        result = run_gzoo("compress", str(recipe), "-o", str(run), *args)
+        assert result.returncode == 2 and result.stderr.count("\n") == 1 and message in result.stderr, result.stderr
+        assert not run.exists()
+
+    return check

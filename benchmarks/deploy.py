@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from gzoo import api
+from gzoo import api, machine
 from gzoo.data.modeldir import read_config
 from gzoo.data.photos import SKIMAGE_PHOTOS, skimage_inputs
 from gzoo.errors import GzooError
@@ -89,7 +89,7 @@ def main() -> None:
         teacher = _real(config["teacher"], shape) if config.get("teacher") else None
         pairs.append((teacher, _real(directory, shape)))
 
-    print(f"CPU: {api._cpu_name()}; {args.threads} threads, batch 1, {args.rounds} alternating turns of 1 warm-up + "
+    print(f"CPU: {machine.cpu_name()}; {args.threads} threads, batch 1, {args.rounds} alternating turns of 1 warm-up + "
           f"{RUNS_PER_TURN} timed runs; torch {torch.__version__}, " + ", ".join(ov_runtime_versions()))
     print(f"load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     print(f"int8: NNCF, calibrated on {', '.join(CALIBRATION)}; PSNR against OpenVINO fp32 on "

@@ -32,7 +32,7 @@ from gzoo.metrics import count_macs, measure_interleaved
 from gzoo.metrics import openvino as ov_runtime
 from gzoo.metrics.fidelity import psnr
 from gzoo.metrics.latency import RUNTIMES
-from gzoo.models import value_range
+from gzoo.models import architecture_kind, value_range
 from gzoo.zoo import load_zoo
 
 RUNS_PER_TURN = 3
@@ -74,8 +74,9 @@ def main() -> None:
     if not args.no_zoo:
         chosen = set(args.students.split(",")) if args.students else None
         for entry in zoo.select(method=args.method, task=args.task):
+            # Image-to-image students only: a classifier's int8 has no image to compare by PSNR.
             if entry.teacher and entry.method != "original" and entry.measurable and entry.input[0] == 3 \
-                    and (chosen is None or entry.id in chosen):
+                    and architecture_kind(entry.arch) != "classifier" and (chosen is None or entry.id in chosen):
                 teacher = zoo.get(entry.teacher)
                 torch.manual_seed(0)
                 pairs.append((Model(teacher.id, api.build_model(teacher), teacher.input, "random"),

@@ -88,11 +88,11 @@ def read_config(directory: Path) -> dict[str, Any]:
         raise GzooError(f"{path} is not valid JSON ({err}); convert the model again") from None
 
 
-def read_weights(directory: Path) -> dict[str, torch.Tensor]:
-    """The dense state dict of a directory's weights (a packed file decoded)."""
+def read_weights(directory: Path, config: dict[str, Any] | None = None) -> dict[str, torch.Tensor]:
+    """The dense state dict of a directory's weights (a packed file decoded); ``config`` if already read."""
     from safetensors import SafetensorError, safe_open
 
-    config = read_config(directory)
+    config = read_config(directory) if config is None else config
     path = weights_path(directory, config)
     try:
         with safe_open(str(path), framework="pt") as handle:

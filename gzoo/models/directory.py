@@ -15,7 +15,7 @@ def load_model_dir(directory: Path) -> nn.Module:
     directory = Path(directory)
     config = read_config(directory)
     model = create_model(config["arch"], **config["arch_args"])
-    load_state_checked(model, read_weights(directory), source=str(weights_path(directory, config)))
+    load_state_checked(model, read_weights(directory, config), source=str(weights_path(directory, config)))
     return model.eval()
 
 

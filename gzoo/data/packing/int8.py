@@ -36,9 +36,7 @@ def quantize(weight: torch.Tensor, axis: int) -> tuple[torch.Tensor, torch.Tenso
     channels = weight.movedim(axis, 0).flatten(1)
     scale = (channels.abs().amax(dim=1) / 127).half()
     safe = torch.where(scale > 0, scale, torch.ones_like(scale)).float()  # an all-zero channel stays zero
-    shape = [1] * weight.dim()
-    shape[axis] = -1
-    quantized = (weight / safe.view(shape)).round().clamp(-127, 127).to(torch.int8)
+    quantized = (weight / _along(safe, axis, weight.dim())).round().clamp(-127, 127).to(torch.int8)
     return quantized, scale
 
 
@@ -49,11 +47,16 @@ def decode(tensors: dict[str, torch.Tensor], metadata: dict[str, str]) -> dict[s
         if key.endswith(SCALE) and key[: -len(SCALE)] in axes:
             continue
         if key in axes:
-            shape = [1] * value.dim()
-            shape[axes[key]] = -1
-            state[key] = value.float() * tensors[key + SCALE].float().view(shape)
+            state[key] = value.float() * _along(tensors[key + SCALE].float(), axes[key], value.dim())
         elif value.is_floating_point():
             state[key] = value.float()
         else:
             state[key] = value
     return state
+
+
+def _along(scale: torch.Tensor, axis: int, dims: int) -> torch.Tensor:
+    """Per-channel scales shaped to broadcast along ``axis`` of a ``dims``-dimensional weight."""
+    shape = [1] * dims
+    shape[axis] = -1
+    return scale.view(shape)

@@ -10,8 +10,9 @@ PHOTOS = ("astronaut", "coffee", "rocket", "hubble_deep_field", "chelsea", "reti
           "colorwheel", "logo", "brick", "grass", "gravel", "camera", "moon", "coins")
 
 
-def write_crops(folder: Path, count: int, offset: int = 0, size: int = 299) -> Path:
-    """``count`` distinct crops (the ``offset``-th onwards), each photo resized up where needed, as PNG files."""
+def write_crops(folder: Path, count: int, offset: int = 0, size: int = 299, steps: int = 6) -> Path:
+    """``count`` distinct crops (the ``offset``-th onwards) of ``steps`` x ``steps`` overlapping windows per photo,
+    each photo resized up where needed, as PNG files."""
     folder.mkdir(parents=True, exist_ok=True)
     crops = []
     for name in PHOTOS:
@@ -19,7 +20,6 @@ def write_crops(folder: Path, count: int, offset: int = 0, size: int = 299) -> P
         if min(image.size) < 2 * size:
             image = image.resize((max(2 * size, image.width), max(2 * size, image.height)), Image.BICUBIC)
         array = np.asarray(image)
-        steps = 6  # 36 windows per photo, overlapping: distinct images with real content
         for row in range(steps):
             for column in range(steps):
                 top = (array.shape[0] - size) * row // (steps - 1)

@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from gzoo import results
-from gzoo.data.datasets import EvalData, open_eval_data, quantise, save_images
+from gzoo.data.datasets import EvalData, open_eval_data, quantise, save_images, target_folders
 from gzoo.data.images import ImageCounter, ImageFolder, scan_image_folder
 from gzoo.data.modeldir import read_config, results_key, sha256_of, weights_path
 from gzoo.errors import GzooError
@@ -350,7 +350,7 @@ def _reference_features(planned: Plan, reference: Path | None, teacher: Subject 
         variant = f"{data.mode} {data.direction} targets resized to {width}x{height} bicubic"
         features, _ = inception.cached(content, variant, len(targets),
                                     partial(data.target_batches, height, width, options.batch_size), advance)
-        side = "B" if data.direction == "AtoB" else "A"
+        side = target_folders(data) if data.mode == "unpaired" else "B" if data.direction == "AtoB" else "A"
         return features, {"reference": f"real {side} images of {data.root} ({len(targets)})",
                           "reference_sha256": content}
     assert teacher is not None  # _chosen refused FID without any reference

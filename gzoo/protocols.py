@@ -25,14 +25,15 @@ class TaskProtocol:
 
 
 _OWN = ("gzoo's own protocol (no paper): FID of the outputs on testA against the real images of the look in "
-        "testB")
+        "trainB+testB (testB where there is no trainB)")
 PROTOCOLS = {
     "horse2zebra": TaskProtocol(
-        "horse2zebra", ("fid",), "FID of the 120 translated testA horses against real zebras: GAN Compression's "
-        "train+test statistics (real_stat/horse2zebra_B.npz in DIR) where present, else testB", mode="unpaired",
+        "horse2zebra", ("fid",), "FID of the 120 translated testA horses against the real train+test zebras: GAN "
+        "Compression's statistics (real_stat/horse2zebra_B.npz in DIR) where present, else trainB+testB",
+        mode="unpaired",
         statistics="real_stat/horse2zebra_B.npz"),
     "summer2winter": TaskProtocol("summer2winter_yosemite", ("fid",), "FID of the translated testA summer photos "
-                                  "against the real winter photos of testB", mode="unpaired"),
+                                  "against the real winter photos of trainB+testB", mode="unpaired"),
     "edges2shoes": TaskProtocol("edges2shoes-r/val", ("fid",), "FID against the real shoes of the 200 validation "
                                 "pairs (A: edges, left; B: shoes, right)", mode="paired"),
     "map2sat": TaskProtocol("maps/val", ("fid",), "FID against the real aerial photos of the 1,098 validation "

@@ -108,9 +108,28 @@ def test_unpaired_folders_and_saved_images(photos, tmp_path):
     write_images(tmp_path / "data" / "testB", photo_crops(("coffee",), 256, 3))
     out = tmp_path / "generated"
     result = api.evaluate(VINTAGIFY, tmp_path / "data", ["fid"], save_images=out, store=False)
-    assert result["protocols"]["fid"]["reference"].startswith(f"real B images of {tmp_path / 'data'} (3)")
+    assert result["protocols"]["fid"]["reference"].startswith(f"real testB images of {tmp_path / 'data'} (3)")
     assert sorted(p.name for p in out.iterdir()) == ["0000.png", "0001.png"]
     assert results.latest(VINTAGIFY) == {}  # --no-store
+
+
+def test_an_unpaired_reference_is_the_train_and_test_images_of_the_target_domain(tmp_path):
+    # CycleGAN's FID protocol (GAN Compression's horse2zebra_B.npz): trainB and testB together.
+    from gzoo.data.datasets import open_eval_data
+
+    data_root = tmp_path / "data"
+    write_images(data_root / "testA", photo_crops(("astronaut",), 64, 2))
+    write_images(data_root / "testB", photo_crops(("coffee",), 64, 2))
+    test_only = open_eval_data(data_root)
+    write_images(data_root / "trainB", photo_crops(("chelsea", "rocket"), 64, 2))
+    write_images(data_root / "trainA", photo_crops(("camera",), 64, 2))  # the source domain's: never a reference
+    data = open_eval_data(data_root)
+    assert len(data.targets) == 6 and len(data) == 2
+    assert {p.parent.name for p in data.targets.paths} == {"trainB", "testB"}
+    assert data.describe() == f"unpaired testA -> trainB+testB of {data_root}"
+    assert data.targets.content_hash() != test_only.targets.content_hash()  # the feature cache tells them apart
+    references = torch.cat(list(data.target_batches(64, 64, 4)))
+    assert references.shape == (6, 3, 64, 64)
 
 
 @pytest.mark.parametrize("args, message", [

@@ -1,7 +1,10 @@
 """The evaluation data layouts of the originals, read the way their test scripts read them.
 
 - paired: one folder of A|B images side by side (pix2pix); the input is one half, the target the other;
-- unpaired: a folder holding ``testA`` and ``testB`` (or ``valA``/``valB``) folders (CycleGAN);
+- unpaired: a folder holding ``testA`` and ``testB`` (or ``valA``/``valB``) folders (CycleGAN); the targets, FID's
+  reference, are the target domain's train and test images together where there is a ``trainB`` (the CycleGAN
+  protocol of GAN Compression, whose ``horse2zebra_B.npz`` holds train+test zebras; test images alone raise FID
+  by about 4);
 - single: a folder of inputs, no targets.
 
 Inputs are resized to the model's input size with bicubic filtering and scaled to [-1, 1] (the originals'
@@ -15,7 +18,7 @@ from pathlib import Path
 import torch
 from PIL import Image
 
-from gzoo.data.images import ImageFolder, open_rgb, scan_image_folder, to_uint8_tensor
+from gzoo.data.images import ImageFolder, merge_image_folders, open_rgb, scan_image_folder, to_uint8_tensor
 from gzoo.errors import GzooError
 
 MODES = ("auto", "paired", "unpaired", "single")
@@ -29,7 +32,7 @@ class EvalData:
     mode: str  # paired | unpaired | single
     direction: str
     inputs: ImageFolder
-    targets: ImageFolder | None  # unpaired: the other domain's folder; paired: the inputs' folder itself
+    targets: ImageFolder | None  # unpaired: the other domain's train+test images; paired: the inputs' folder itself
 
     def __len__(self) -> int:
         return len(self.inputs)
@@ -38,7 +41,7 @@ class EvalData:
         if self.mode == "paired":
             return f"paired A|B images of {self.root}, {self.direction}"
         if self.mode == "unpaired":
-            return f"unpaired {self.inputs.root.name} -> {self.targets.root.name} of {self.root}"
+            return f"unpaired {self.inputs.root.name} -> {target_folders(self)} of {self.root}"
         return f"single folder {self.root}"
 
     def content_hash(self) -> str:
@@ -79,8 +82,9 @@ def open_eval_data(root: str | Path, mode: str = "auto", direction: str = "AtoB"
     split = next((s for s in UNPAIRED_SPLITS if (root / f"{s}A").is_dir() and (root / f"{s}B").is_dir()), None)
     if mode in ("auto", "unpaired") and split:
         source, target = ("A", "B") if direction == "AtoB" else ("B", "A")
+        domain = [root / f"{s}{target}" for s in ("train", split) if (root / f"{s}{target}").is_dir()]
         return EvalData(root, "unpaired", direction, scan_image_folder(root / f"{split}{source}"),
-                        scan_image_folder(root / f"{split}{target}"))
+                        merge_image_folders(root, [scan_image_folder(folder) for folder in domain]))
     if mode == "unpaired":
         raise GzooError(f"{root}: no testA/testB (or valA/valB) folders for unpaired data; use --mode single or "
                         "paired, or point --data at the dataset's root")
@@ -91,6 +95,13 @@ def open_eval_data(root: str | Path, mode: str = "auto", direction: str = "AtoB"
             raise GzooError(f"{root}: paired A|B images need an even width, these are {width}x{height}")
         return EvalData(root, "paired", direction, folder, folder)
     return EvalData(root, "single", direction, folder, None)
+
+
+def target_folders(data: EvalData) -> str:
+    """The folders the targets come from, e.g. ``trainB+testB``."""
+    if data.targets.root != data.root:
+        return data.targets.root.name
+    return "+".join(dict.fromkeys(path.relative_to(data.root).parts[0] for path in data.targets.paths))
 
 
 def quantise(outputs: torch.Tensor) -> torch.Tensor:

@@ -118,5 +118,19 @@ def scan_image_folder(root: str | Path, same_size: bool = True) -> ImageFolder:
     return ImageFolder(root, tuple(readable), sizes[first], tuple(skipped))
 
 
+def merge_image_folders(root: Path, folders: list[ImageFolder]) -> ImageFolder:
+    """Folders under ``root`` as one (paths relative to ``root`` in the content hash); all of one image size. One
+    folder is itself, its content hash unchanged."""
+    first = folders[0]
+    if len(folders) == 1:
+        return first
+    for folder in folders[1:]:
+        if folder.size != first.size:
+            raise GzooError(f"{first.root} has {_wxh(first.size)} images, {folder.root} {_wxh(folder.size)}; resize "
+                            "them to one size first")
+    return ImageFolder(root, tuple(p for f in folders for p in f.paths), first.size,
+                       tuple(p for f in folders for p in f.skipped))
+
+
 def _wxh(size: tuple[int, int]) -> str:
     return f"{size[0]}x{size[1]}"

@@ -250,7 +250,7 @@ def test_the_teacher_of_the_best_fid_so_far_trains_the_student(tmp_path, unpaire
     assert state["fid"]["scores"].tolist() == scores and int(state["fid"]["best_index"]) == best
     for key, value in fid.scored[best].items():
         assert torch.equal(state["teacher_best"][key], value), key
-    assert summary["student"]
+    assert summary["teacher_fid"]["scores"] == scores  # also in the run summary and the student's lineage
 
 
 def test_a_short_run_learns_and_repeats_with_its_seed(tmp_path, unpaired, tiny_teacher, monkeypatch):

@@ -615,8 +615,8 @@ def _export(run: Run, results: dict) -> Exported:
     arch_args = {"ngf": recipe.student.ngf, "norm": _norm(recipe)}
     state = run.final_state("distill")["student"]
     size = recipe.data.crop_size
-    return Exported(arch, arch_args, state, (size, size), lineage={"teachers": results["distill"]["teachers"]},
-                    summary={"teachers": results["distill"]["teachers"]})
+    facts = {key: results["distill"][key] for key in ("teachers", "teacher_fid") if key in results["distill"]}
+    return Exported(arch, arch_args, state, (size, size), lineage=facts, summary=facts)
 
 
 register_method(Method(

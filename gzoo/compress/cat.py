@@ -35,6 +35,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from gzoo.compress.cyclegan import CycleGan, ImagePool
 from gzoo.compress.engine import FeatureTaps, TeacherOutputs, TrainingSettings, frozen
 from gzoo.compress.losses import gan_loss, kernel_alignment
 from gzoo.compress.method import Exported, Method, register_method
@@ -386,35 +387,6 @@ def pruned_student(teacher: CatInceptionGenerator, threshold: float, cin_lb: int
 
 # --- the stages -------------------------------------------------------------------------------------------------
 
-class ImagePool(nn.Module):
-    """CycleGAN's history of generated images: once full, each new image is, with probability 1/2, swapped for a
-    random stored one that the discriminator sees instead. Kept in buffers, so a checkpoint holds it and a
-    resumed run draws what an uninterrupted one does (the draws come from the step's own random stream)."""
-
-    def __init__(self, size: int, shape: tuple[int, ...]) -> None:
-        super().__init__()
-        self.size = size
-        self.register_buffer("images", torch.zeros(size, *shape))
-        self.register_buffer("count", torch.zeros((), dtype=torch.long))
-
-    def query(self, images: torch.Tensor, rng: random.Random) -> torch.Tensor:
-        if self.size == 0:
-            return images
-        shown = []
-        for image in images.detach():
-            if int(self.count) < self.size:
-                self.images[int(self.count)] = image
-                self.count += 1
-                shown.append(image)
-            elif rng.uniform(0, 1) > 0.5:
-                index = rng.randint(0, self.size - 1)
-                shown.append(self.images[index].clone())
-                self.images[index] = image
-            else:
-                shown.append(image)
-        return torch.stack(shown)
-
-
 def _teacher(run: Run, results: dict) -> dict:
     recipe, settings = run.recipe, run.recipe.stages.teacher
     teacher = init_normal(_new_teacher(settings))
@@ -600,34 +572,19 @@ def _train_cycle_gan(run: Run, teacher: CatInceptionGenerator, length: StageSett
     """CycleGAN's ``optimize_parameters``: both generators (GAN + cycle + identity), then both discriminators
     (real against a pooled fake)."""
     recipe, training, processes, settings = run.recipe, run.recipe.training, run.processes, run.recipe.stages.teacher
-    backward = init_normal(_new_teacher(settings))
-    disc_a, disc_b = _discriminator(recipe, settings.norm), _discriminator(recipe, settings.norm)
     shape = (3, recipe.data.crop_size, recipe.data.crop_size)
-    pool_a, pool_b = ImagePool(settings.pool_size, shape), ImagePool(settings.pool_size, shape)
-    mode, lambda_cycle, lambda_idt = training.gan_mode, settings.lambda_cycle, settings.lambda_identity
+    pair = CycleGan(teacher, init_normal(_new_teacher(settings)), _discriminator(recipe, settings.norm),
+                    _discriminator(recipe, settings.norm), ImagePool(settings.pool_size, shape),
+                    ImagePool(settings.pool_size, shape), training.gan_mode, settings.lambda_cycle,
+                    settings.lambda_identity)
 
     def training_step(step: int) -> Any:
         batch = run.data.batch(step, batch_size, training.seed, processes.rank, processes.world_size)
-        real_a, real_b = batch.inputs.to(processes.device), batch.targets.to(processes.device)
-        fake_b, fake_a = teacher(real_a), backward(real_b)
-        rec_a, rec_b = backward(fake_b), teacher(fake_a)
-        with frozen(disc_a), frozen(disc_b):
-            terms = {"G_A": gan_loss(mode, disc_a(fake_b), True, False),
-                     "G_B": gan_loss(mode, disc_b(fake_a), True, False),
-                     "G_cycle_A": lambda_cycle * F.l1_loss(rec_a, real_a),
-                     "G_cycle_B": lambda_cycle * F.l1_loss(rec_b, real_b)}
-            if lambda_idt > 0:
-                terms["G_idt_A"] = lambda_cycle * lambda_idt * F.l1_loss(teacher(real_b), real_b)
-                terms["G_idt_B"] = lambda_cycle * lambda_idt * F.l1_loss(backward(real_a), real_a)
-        yield {"G": sum(terms.values())}, terms
         rng = random.Random(f"{training.seed}:pool:{step}:{processes.rank}")
-        shown_b, shown_a = pool_b.query(fake_b, rng), pool_a.query(fake_a, rng)
-        loss_a = 0.5 * (gan_loss(mode, disc_a(real_b), True) + gan_loss(mode, disc_a(shown_b), False))
-        loss_b = 0.5 * (gan_loss(mode, disc_b(real_a), True) + gan_loss(mode, disc_b(shown_a), False))
-        yield {"D": loss_a + loss_b}, {"D_A": loss_a, "D_B": loss_b}
+        yield from pair.updates(batch.inputs.to(processes.device), batch.targets.to(processes.device), rng)
 
-    modules = {"teacher": teacher, "teacher_b": backward, "discriminator_a": disc_a, "discriminator_b": disc_b,
-               "pool_a": pool_a, "pool_b": pool_b}
+    modules = {"teacher": teacher, "teacher_b": pair.backward, "discriminator_a": pair.disc_a,
+               "discriminator_b": pair.disc_b, "pool_a": pair.pool_a, "pool_b": pair.pool_b}
     run.train("teacher", length, modules, {"G": ["teacher", "teacher_b"], "D": ["discriminator_a",
                                                                                    "discriminator_b"]},
               training_step)

@@ -19,9 +19,19 @@ of the weights before the step, as in the original ``optimize_parameters``.
 directory): it is frozen and the student learns from it, and from a deep teacher when the recipe trains one.
 With ``single`` data (the builtin photos) the ground truth is the recipe teacher's output.
 
-CycleGAN setting (``--distiller cycleganbest``): not implemented yet; such a recipe is refused on load.
+CycleGAN setting (the original's ``--distiller cycleganbest``, unpaired data, a ``cycle`` section): one teacher
+pair (the student's family at ``teachers.wide_ngf``; no deep teacher) trained as CycleGAN (``gzoo.compress.cyclegan``:
+GAN + lambda_cycle * cycle + lambda_cycle * lambda_identity * identity L1, image pools). After every
+``cycle.eval_every`` teacher steps and after the last one, the teacher A -> B is scored by FID on the held-out
+inputs against ``cycle.reference`` (domain B's statistics); the weights of the best so far then teach the student
+for ``n_dis * eval_every`` steps, by the student terms above from that one teacher (channel distillation
+included), with no ground truth and no discriminator; then the teachers go on. The student's learning rate is the
+teacher's at the end of the phase before (the original's schedulers step per teacher epoch).
 """
 
+import copy
+import random
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -32,7 +42,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from gzoo.compress import perceptual
-from gzoo.compress.engine import FeatureTaps, TrainingSettings, frozen
+from gzoo.compress.cyclegan import CycleGan, ImagePool
+from gzoo.compress.data import held_out_inputs
+from gzoo.compress.engine import FeatureTaps, Schedule, StepResult, TrainingSettings, frozen
 from gzoo.compress.losses import gan_loss, ssim
 from gzoo.compress.method import Exported, Method, register_method
 from gzoo.compress.pipeline import Run
@@ -40,8 +52,10 @@ from gzoo.compress.recipe import Recipe, check_stage_length, one_of
 from gzoo.compress.settings import StageSettings
 from gzoo.compress.transfer import init_normal
 from gzoo.errors import GzooError
+from gzoo.evaluation import HeldOutScorer
 from gzoo.models import create_model, load_model_dir
 from gzoo.models.layers import conv_bias, norm_layer
+from gzoo.models.patchgan import PatchGanDiscriminator
 
 # The originals' mapping layers (base_multiteacher_distiller.py) and their widths in units of ngf.
 TAPS = {"resnet": ("model.9", "model.12", "model.15", "model.18"),
@@ -52,6 +66,8 @@ ARCHS = {"resnet": ("mobile_resnet_generator", "omgd_deep_mobile_resnet_generato
          "unet": ("unet_generator", "omgd_deep_unet_generator")}
 DEFAULT_NORM = {"resnet": "instance", "unet": "batch"}
 FEATURE_TAP = 1  # relu2_2 for VGG16: the feature term's layer
+N_LAYERS_D = 3  # the CycleGAN setting's discriminators: options' --n_layers_D default (--netD n_layers)
+FID_BATCH = 8  # held-out images per forward pass when the teacher is scored (the score does not depend on it)
 
 
 # --- the recipe sections ----------------------------------------------------------------------------------------
@@ -91,6 +107,18 @@ class OmgdTrainingSettings(TrainingSettings):
 
 
 @dataclass(frozen=True)
+class CycleSettings:
+    """The CycleGAN setting's own keys (unpaired data only)."""
+
+    eval_every: int  # teacher steps between best-FID evaluations: --save_epoch_freq epochs, in steps
+    reference: str | None = None  # FID reference of domain B (.npz statistics or a folder); None: evaluate.reference
+    max_images: int | None = None  # held-out inputs the FID is computed on (None: all of them)
+    lambda_cycle: float = 10.0  # cycle_gan_model's lambda_A = lambda_B
+    lambda_identity: float = 0.5
+    pool_size: int = 50
+
+
+@dataclass(frozen=True)
 class Stages:
     distill: StageSettings | None = None
 
@@ -103,9 +131,11 @@ def _check(recipe: Recipe) -> None:
     one_of(training.gan_mode, ("hinge", "lsgan", "vanilla"), "training.gan_mode")
     one_of(training.perceptual, perceptual.NETWORKS, "training.perceptual")
     one_of(training.perceptual_normalization, perceptual.NORMALIZATIONS, "training.perceptual_normalization")
-    if recipe.data.layout == "unpaired" and not recipe.data.builtin:  # builtin photos are single data
-        raise GzooError("recipe: OMGD's CycleGAN setting (unpaired data) is not implemented yet; give paired data "
-                        "or single data (the recipe teacher's outputs as the ground truth)")
+    if _cycle_setting(recipe):
+        _check_cycle(recipe)
+    elif recipe.cycle is not None:
+        raise GzooError("recipe: the 'cycle' section is OMGD's CycleGAN setting, for unpaired data; remove it or "
+                        "set data.layout: unpaired")
     for name in ("ndf", "n_dis"):
         if getattr(training, name) < 1:
             raise GzooError(f"recipe: 'training.{name}' must be at least 1")
@@ -131,10 +161,41 @@ def _check(recipe: Recipe) -> None:
     check_stage_length("distill", recipe.stages.distill)
 
 
+def _cycle_setting(recipe: Recipe) -> bool:
+    return recipe.data.layout == "unpaired" and not recipe.data.builtin  # builtin photos are single data
+
+
+def _check_cycle(recipe: Recipe) -> None:
+    cycle, teachers = recipe.cycle, recipe.teachers
+    if cycle is None:
+        raise GzooError("recipe: OMGD on unpaired data (its CycleGAN setting) needs a 'cycle' section with eval_every, "
+                        "the teacher steps between best-FID evaluations (see recipes/omgd/horse2zebra-resnet.yaml)")
+    if recipe.student.family != "resnet":
+        raise GzooError("recipe: OMGD's CycleGAN setting distils mobile ResNets only; set student.family: resnet")
+    if teachers.deep_ngf is not None or teachers.wide_from is not None:
+        raise GzooError("recipe: OMGD's CycleGAN setting trains one teacher pair at teachers.wide_ngf; set "
+                        "teachers.deep_ngf: null and leave teachers.wide_from out")
+    if cycle.eval_every < 1 or cycle.pool_size < 0:
+        raise GzooError("recipe: 'cycle.eval_every' must be at least 1 and 'cycle.pool_size' at least 0")
+    if not (cycle.reference or recipe.evaluate.reference):
+        raise GzooError("recipe: OMGD's CycleGAN setting picks its best teacher by FID: set cycle.reference (or "
+                        "evaluate.reference) to domain B's statistics (.npz) or a folder of real B images")
+    if cycle.max_images is not None and cycle.max_images < 2:
+        raise GzooError("recipe: 'cycle.max_images' must be at least 2 (FID needs two images to estimate a "
+                        "covariance)")
+
+
 def _check_inputs(recipe: Recipe) -> None:
     """The feature network must be at hand before the run starts (VGG16's weights are fetched once online)."""
     perceptual.check_available(recipe.training.perceptual,
                                hint="set training.perceptual: inception (the FID Inception trunk, offline)")
+    if _cycle_setting(recipe) and not Path(_fid_reference(recipe)).exists():
+        raise GzooError(f"{_fid_reference(recipe)}: no such FID reference; the CycleGAN setting scores its teacher "
+                        "against it (cycle.reference, else evaluate.reference)")
+
+
+def _fid_reference(recipe: Recipe) -> str:
+    return recipe.cycle.reference or recipe.evaluate.reference
 
 
 # --- the networks -----------------------------------------------------------------------------------------------
@@ -313,6 +374,8 @@ def _teachers(run: Run) -> Teachers:
 
 
 def _distill(run: Run, results: dict) -> dict:
+    if _cycle_setting(run.recipe):
+        return _distill_cycle(run, results)
     recipe, training, processes = run.recipe, run.recipe.training, run.processes
     family = recipe.student.family
     teachers = _teachers(run)
@@ -386,6 +449,157 @@ def _distill(run: Run, results: dict) -> dict:
                          if name in teachers.trained or (name == "wide" and teachers.frozen_wide)}}
 
 
+# --- the CycleGAN setting ---------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Phase:
+    """Where one step of the CycleGAN setting's timeline falls."""
+
+    student: bool
+    step: int  # the teacher pair's step, or the student's counted over all its phases
+    index: int  # the evaluation this step follows (student) or leads to (teacher)
+    clock: int  # the teacher step whose learning rate applies
+
+
+@dataclass(frozen=True)
+class Alternation(Schedule):
+    """The teacher pair's ``constant`` + ``decay`` steps with a student phase of ``student_steps`` after every
+    ``every`` teacher steps and after the last (the original evaluates at every ``save_epoch_freq``-th epoch and
+    at the end). The learning rate follows the teacher's steps; a student phase keeps the rate of the teacher
+    step before it, as the original's schedulers step once per teacher epoch."""
+
+    every: int = 1
+    student_steps: int = 0
+
+    @property
+    def teacher_steps(self) -> int:
+        return super().total
+
+    @property
+    def evaluations(self) -> list[int]:
+        """The teacher steps done at each evaluation (each followed by a student phase)."""
+        ends = list(range(self.every, self.teacher_steps + 1, self.every))
+        return ends if ends and ends[-1] == self.teacher_steps else [*ends, self.teacher_steps]
+
+    @property
+    def total(self) -> int:
+        return self.teacher_steps + len(self.evaluations) * self.student_steps
+
+    def phase(self, step: int) -> Phase:
+        start, done = 0, 0  # timeline steps before this segment, teacher steps before it
+        for index, end in enumerate(self.evaluations):
+            if step < start + end - done:
+                return Phase(False, done + step - start, index, done + step - start)
+            start += end - done
+            if step < start + self.student_steps:
+                return Phase(True, index * self.student_steps + step - start, index, end - 1)
+            start += self.student_steps
+            done = end
+        raise ValueError(f"step {step} is past the last of {self.total}")
+
+    def factor(self, step: int) -> float:
+        return super().factor(self.phase(step).clock)
+
+
+class BestFid(nn.Module):
+    """The teacher's FID at each evaluation and the best so far, in buffers: a checkpoint holds them."""
+
+    def __init__(self, evaluations: int) -> None:
+        super().__init__()
+        self.register_buffer("scores", torch.full((evaluations,), float("nan"), dtype=torch.float64))
+        self.register_buffer("best", torch.tensor(float("inf"), dtype=torch.float64))
+        self.register_buffer("best_index", torch.tensor(-1))
+
+    def record(self, index: int, score: float) -> bool:
+        """Keep evaluation ``index``'s score; True when it is the best so far (NaN never is)."""
+        self.scores[index] = score
+        if not score < float(self.best):
+            return False
+        self.best.fill_(score)
+        self.best_index.fill_(index)
+        return True
+
+
+def _distill_cycle(run: Run, results: dict) -> dict:
+    recipe, training, cycle, processes = run.recipe, run.recipe.training, run.recipe.cycle, run.processes
+    size, norm = recipe.data.crop_size, _norm(recipe)
+    pair = CycleGan(*(_generator(recipe, recipe.teachers.wide_ngf, deep=False) for _ in range(2)),
+                    *(init_normal(PatchGanDiscriminator(3, training.ndf, N_LAYERS_D, norm)) for _ in range(2)),
+                    *(ImagePool(cycle.pool_size, (3, size, size)) for _ in range(2)),
+                    training.gan_mode, cycle.lambda_cycle, cycle.lambda_identity)
+    student = _generator(recipe, recipe.student.ngf, deep=False)
+    best = copy.deepcopy(pair.forward)  # the teacher A -> B of the best FID so far: the student's teacher
+    length = run.schedule(recipe.stages.distill)
+    schedule = Alternation(length.constant, length.decay, length.step_size, length.gamma, cycle.eval_every,
+                           training.n_dis * cycle.eval_every)
+    fids = BestFid(len(schedule.evaluations))
+    modules = {"teacher_a": pair.forward, "teacher_b": pair.backward, "discriminator_a": pair.disc_a,
+               "discriminator_b": pair.disc_b, "pool_a": pair.pool_a, "pool_b": pair.pool_b, "teacher_best": best,
+               "fid": fids, "student": student}
+    groups = {"G": ["teacher_a", "teacher_b"], "D": ["discriminator_a", "discriminator_b"], "G_student": ["student"]}
+    taps = [FeatureTaps(model, list(TAPS["resnet"])) for model in (student, best)] if training.lambda_cd > 0 else []
+    if taps:
+        widths = [[w * ngf for w in TAP_WIDTHS["resnet"]] for ngf in (recipe.student.ngf, recipe.teachers.wide_ngf)]
+        modules["connectors"] = _connectors(*widths)
+        groups["G_student"].append("connectors")
+    guide = FrozenOutputs(best, taps[1] if taps else None, cache=False)
+    features = perceptual.perceptual_network(training.perceptual, training.perceptual_normalization) \
+        .to(processes.device)
+    scorer: list[HeldOutScorer] = []  # built at the first evaluation (it loads Inception and the reference)
+
+    def evaluate(index: int) -> float:
+        if not scorer:
+            inputs, names = held_out_inputs(recipe.data, run.data.splits, size)
+            scorer.append(HeldOutScorer("fid", inputs[:cycle.max_images], names[:cycle.max_images], FID_BATCH,
+                                        processes.device, reference=_fid_reference(recipe)))
+        pair.forward.eval()
+        try:
+            with torch.autocast(processes.device.type, enabled=False):
+                score = scorer[0](pair.forward)
+        finally:
+            pair.forward.train()
+        if fids.record(index, score):
+            best.load_state_dict(pair.forward.state_dict())
+        return score
+
+    def training_step(step: int) -> StepResult | Iterator[StepResult]:
+        phase = schedule.phase(step)
+        if not phase.student:
+            batch = run.data.batch(phase.step, training.batch_size, training.seed, processes.rank,
+                                   processes.world_size)
+            rng = random.Random(f"{training.seed}:pool:{phase.step}:{processes.rank}")
+            return pair.updates(batch.inputs.to(processes.device), batch.targets.to(processes.device), rng)
+        first = phase.step == phase.index * schedule.student_steps
+        score = evaluate(phase.index) if first else None  # before the phase's first step, as the original
+        # The student's batches continue after the teacher's (other passes over the data, its own order); their
+        # domain-B images are never read.
+        batch = run.data.batch(schedule.teacher_steps + phase.step, training.batch_size, training.seed,
+                               processes.rank, processes.world_size)
+        inputs = batch.inputs.to(processes.device)
+        teacher_output, teacher_pooled = guide(inputs, batch.keys)
+        output = student(inputs)
+        terms = student_terms(training, features, output, [teacher_output], processes.world_size)
+        if taps:
+            terms["G_cd"] = training.lambda_cd * channel_distillation(taps[0].features(), teacher_pooled,
+                                                                      modules["connectors"])
+        objectives = {"G_student": sum(terms.values())}
+        if score is not None:
+            terms["fid_teacher"] = torch.tensor(score)
+        return objectives, terms
+
+    try:
+        run.train("distill", recipe.stages.distill, modules, groups, training_step, schedule)
+    finally:
+        for tap in taps:
+            tap.remove()
+    state = run.final_state("distill")["fid"]
+    index = int(state["best_index"])
+    return {"teachers": {"a": _describe(recipe, "wide") | {"cycle_gan": True}},
+            "teacher_fid": {"after_teacher_steps": schedule.evaluations, "scores": state["scores"].tolist(),
+                            "best": float(state["best"]), "best_after_teacher_steps":
+                                schedule.evaluations[index] if index >= 0 else None}}
+
+
 def _describe(recipe: Recipe, name: str) -> dict:
     settings = recipe.teachers
     if name == "wide" and settings.wide_from is not None:
@@ -401,13 +615,13 @@ def _export(run: Run, results: dict) -> Exported:
     arch_args = {"ngf": recipe.student.ngf, "norm": _norm(recipe)}
     state = run.final_state("distill")["student"]
     size = recipe.data.crop_size
-    return Exported(arch, arch_args, state, (size, size), lineage={"teachers": results["distill"]["teachers"]},
-                    summary={"teachers": results["distill"]["teachers"]})
+    facts = {key: results["distill"][key] for key in ("teachers", "teacher_fid") if key in results["distill"]}
+    return Exported(arch, arch_args, state, (size, size), lineage=facts, summary=facts)
 
 
 register_method(Method(
     name="omgd", teachers=("resnet_generator", "mobile_resnet_generator", "unet_generator"),
     stages=lambda recipe: ["distill", "export"], run={"distill": _distill, "export": _export},
-    sections={"student": StudentSettings, "teachers": TeacherSettings, "stages": Stages},
+    sections={"student": StudentSettings, "teachers": TeacherSettings, "cycle": CycleSettings, "stages": Stages},
     training=OmgdTrainingSettings, check=_check, check_inputs=_check_inputs,
     teacher_hint="give the uncompressed generator the student is measured against (e.g. original/edges2shoes-r)"))

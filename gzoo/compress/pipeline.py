@@ -96,14 +96,15 @@ class Run:
                         settings.lr_step, settings.lr_gamma)
 
     def train(self, stage: str, settings: StageSettings, modules: dict[str, nn.Module],
-              groups: dict[str, list[str] | Optimizer], step: TrainingStep) -> None:
-        """Train ``modules`` for the stage's schedule (from its checkpoint when resuming) on the run's device,
-        every process starting from the first one's weights."""
+              groups: dict[str, list[str] | Optimizer], step: TrainingStep, schedule: Schedule | None = None) -> None:
+        """Train ``modules`` for the stage's schedule (or the method's own ``schedule``) from its checkpoint when
+        resuming, on the run's device, every process starting from the first one's weights."""
         for module in modules.values():
             module.to(self.processes.device)
         broadcast_modules(modules, self.processes)
-        trainer = Trainer(self.stage_dir(stage), modules, groups, self.recipe.training, self.schedule(settings),
-                          settings.lr or self.recipe.training.lr, self.processes, self.log_file, stage)
+        trainer = Trainer(self.stage_dir(stage), modules, groups, self.recipe.training,
+                          schedule or self.schedule(settings), settings.lr or self.recipe.training.lr, self.processes,
+                          self.log_file, stage)
         if trainer.resume() and self.notify and self.processes.is_main:
             self.notify(f"{stage}: resuming from step {trainer.step} of {trainer.schedule.total}")
         step_progress: StepProgress | None = None

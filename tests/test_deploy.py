@@ -225,3 +225,40 @@ def test_an_executorch_export_for_phones_matches_eager_and_loads_back(student_di
     assert (got - eager(student_dir, image)).abs().max() < 2e-3
     timed = measure_interleaved([load_model_dir(student_dir)], [image], "executorch", threads=1, runs=2, rounds=1)
     assert timed[0].runtime == "executorch" and timed[0].runs == 2 and timed[0].median_ms > 0
+
+
+def spade_labels() -> torch.Tensor:
+    # A cityscapes label map (35 classes + the instance edge channel): road below, sky above.
+    labels = torch.zeros(1, 36, 256, 512)
+    labels[:, 7, 128:], labels[:, 23, :128] = 1, 1
+    return labels
+
+
+def test_parameter_free_batch_norms_get_a_weight_of_ones_for_executorch_and_compute_the_same():
+    from gzoo.metrics.executorch import with_affine_batch_norms
+
+    torch.manual_seed(0)
+    model = create_model("spade_generator", ngf=8).eval()
+    for module in model.modules():  # statistics away from 0 and 1, so that a wrong fold would show
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.running_mean.uniform_(-0.5, 0.5)
+            module.running_var.uniform_(0.5, 2.0)
+    lowered = with_affine_batch_norms(model)
+    assert lowered is not model
+    norms = [m for m in lowered.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert norms and all(m.affine and bool((m.weight == 1).all()) for m in norms)
+    assert not any(m.affine for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d))  # the model untouched
+    with torch.no_grad():
+        assert torch.equal(lowered(spade_labels()), model(spade_labels()))
+    student = create_model("mobile_resnet_generator", ngf=8)
+    assert with_affine_batch_norms(student) is student  # nothing to change: no copy
+
+
+def test_gaugan_lowers_to_executorch():
+    pytest.importorskip("executorch")  # the phone extra
+    from gzoo.metrics import executorch
+
+    torch.manual_seed(0)
+    model = create_model("spade_generator", ngf=8).eval()
+    run = executorch.session(model, spade_labels(), ov_runtime.tolerance(model))  # checked against eager inside
+    assert run()[0].shape == (1, 3, 256, 512)

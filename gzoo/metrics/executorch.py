@@ -5,6 +5,7 @@ Timed here it is ExecuTorch on this CPU, not on a phone: the ratios between mode
 milliseconds.
 """
 
+import copy
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -27,7 +28,7 @@ def lower(model: nn.Module, example: torch.Tensor, path: Path, advice: str = "ti
     except ImportError:
         raise GzooError(f"ExecuTorch is not installed: {PHONE_EXTRA}") from None
     try:
-        program = to_edge_transform_and_lower(torch.export.export(model.eval(), (example,)),
+        program = to_edge_transform_and_lower(torch.export.export(with_affine_batch_norms(model.eval()), (example,)),
                                               partitioner=[XnnpackPartitioner()]).to_executorch()
     except Exception as err:  # torch.export and the lowering fail in many ways; all mean "not exportable"
         text = str(err).strip()
@@ -35,6 +36,21 @@ def lower(model: nn.Module, example: torch.Tensor, path: Path, advice: str = "ti
                         f"{text.splitlines()[0] if text else type(err).__name__}; {advice}", exit_code=1) from None
     Path(path).write_bytes(program.buffer)
     return Path(path)
+
+
+def with_affine_batch_norms(model: nn.Module) -> nn.Module:
+    """``model``, or a copy whose parameter-free batch norms (SPADE's) carry a weight of ones and a bias of zeros:
+    the same function, which ExecuTorch's lowering needs (its DecomposeBatchNorm pass fails on a norm without a
+    weight)."""
+    if not any(isinstance(m, nn.modules.batchnorm._BatchNorm) and not m.affine for m in model.modules()):
+        return model
+    model = copy.deepcopy(model)
+    for module in model.modules():
+        if isinstance(module, nn.modules.batchnorm._BatchNorm) and not module.affine:
+            module.weight = nn.Parameter(torch.ones(module.num_features))
+            module.bias = nn.Parameter(torch.zeros(module.num_features))
+            module.affine = True
+    return model
 
 
 def load_method(path: Path):

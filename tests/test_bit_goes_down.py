@@ -2,6 +2,7 @@
 the EM's objective on real activations, the packed artefact, batch-norm statistics, refusals before anything
 runs, and a run killed mid-layer that resumes to the same student."""
 
+import copy
 import json
 import math
 import os
@@ -12,6 +13,7 @@ import time
 from itertools import pairwise
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import yaml
@@ -24,6 +26,9 @@ from gzoo.compress.bit_goes_down import (
     assign,
     capped_centroids,
     em,
+    fold_statistics,
+    lacks_statistics,
+    measure_statistics,
     packed_student,
     plan_layers,
     quantize_layer,
@@ -283,6 +288,45 @@ def test_batch_norm_statistics_are_updated_and_survive_save_and_load(tmp_path, g
     assert loaded.state_dict()["bn1.num_batches_tracked"] == 3
     assert set(summary["metrics"]) == {"top1", "top5"} and "identity_psnr" not in summary
     assert "baselines" not in summary
+
+
+def test_a_teacher_without_batch_norm_statistics_gets_them_folded_in_and_computes_the_same(tmp_path):
+    """The published ResNet-18 decodes with every batch norm at mean 0 and variance 1: in train mode (the global
+    fine-tuning's) it is then another network. Statistics measured on real crops and folded into the batch
+    norms' weight and bias leave its eval-mode outputs as they were and make train mode on such a batch agree."""
+    from torch.nn import functional as F
+
+    from gzoo.zoo.converters import get_converter
+
+    if not FIXTURES.is_dir():
+        pytest.skip(f"the published Bit-Goes-Down checkpoints are not at {FIXTURES}")
+    converted = get_converter("kill-the-bits")(FIXTURES / "resnet18_small_blocks.pth", None, {})
+    model = create_model(converted.arch, **converted.arch_args)
+    model.load_state_dict(converted.state_dict)
+    model.eval()
+    crops = torch.tensor(np.stack(photo_crops(("chelsea", "coffee", "astronaut", "rocket"), 64, 4)))
+    mean, std = torch.tensor([0.485, 0.456, 0.406]), torch.tensor([0.229, 0.224, 0.225])
+    inputs = ((crops.float() / 255 - mean) / std).permute(0, 3, 1, 2).contiguous()
+
+    def train_mode_outputs() -> torch.Tensor:
+        trial = copy.deepcopy(model).train()
+        with torch.no_grad():
+            return trial(inputs)
+
+    def kl(outputs: torch.Tensor, expected: torch.Tensor) -> float:
+        return F.kl_div(F.log_softmax(outputs, 1), F.softmax(expected, 1), reduction="batchmean").item()
+
+    with torch.no_grad():
+        before = model(inputs)
+    assert lacks_statistics(model)
+    assert kl(train_mode_outputs(), before) > 1  # measured: 306
+    fold_statistics(model, measure_statistics(model, inputs.split(4)))
+    assert not lacks_statistics(model)
+    with torch.no_grad():
+        after = model(inputs)
+    assert torch.allclose(after, before, atol=1e-4, rtol=1e-4)
+    assert kl(train_mode_outputs(), before) < 1e-4  # measured: 0 (to float error)
+    assert model.layer4[1].bn2.running_var.mean() != 1
 
 
 # --- refusals ---------------------------------------------------------------------------------------------------

@@ -32,7 +32,7 @@ import math
 import os
 import random
 from bisect import bisect_left
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -421,6 +421,98 @@ def _load(path: Path) -> dict:
     return torch.load(path, map_location="cpu", weights_only=True)
 
 
+# --- a teacher whose batch norms hold no statistics -------------------------------------------------------------
+
+STATISTICS_FILE = "teacher_statistics.pt"
+
+
+def _batch_norms(model: nn.Module) -> dict[str, nn.modules.batchnorm._BatchNorm]:
+    return {name: m for name, m in model.named_modules()
+            if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.running_mean is not None}
+
+
+def lacks_statistics(model: nn.Module) -> bool:
+    """Whether every batch norm of ``model`` sits at its initial statistics (running mean 0, variance 1), as the
+    published kill-the-bits checkpoints decode: their inference code runs them so, the statistics having been lost."""
+    norms = _batch_norms(model).values()
+    return bool(norms) and all(bool((m.running_mean == 0).all() and (m.running_var == 1).all()) for m in norms)
+
+
+def measure_statistics(model: nn.Module, batches: Iterable[torch.Tensor]) -> dict[str, tuple[torch.Tensor, ...]]:
+    """Each batch norm's input mean and (biased) variance per channel over ``batches``, the model in eval mode."""
+    sums: dict[str, list] = {}
+
+    def keeper(name: str) -> Callable:
+        def keep(module: nn.Module, inputs: tuple) -> None:
+            x = inputs[0].detach().double().transpose(0, 1).flatten(1)  # channels x values
+            total = sums.setdefault(name, [0, 0.0, 0.0])
+            total[0] += x.shape[1]
+            total[1] = total[1] + x.sum(1)
+            total[2] = total[2] + x.pow(2).sum(1)
+        return keep
+
+    handles = [m.register_forward_pre_hook(keeper(name)) for name, m in _batch_norms(model).items()]
+    training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            for batch in batches:
+                model(batch)
+    finally:
+        for handle in handles:
+            handle.remove()
+        model.train(training)
+    statistics = {}
+    for name, (count, total, squares) in sums.items():
+        mean = total / count
+        statistics[name] = (mean.float(), (squares / count - mean.pow(2)).clamp_min(0).float())
+    return statistics
+
+
+def fold_statistics(model: nn.Module, statistics: dict[str, tuple[torch.Tensor, ...]]) -> None:
+    """Give batch norms at mean 0 and variance 1 the measured statistics, their weight and bias rescaled so that
+    in eval mode the model computes exactly what it did; in train mode, on batches like the measured ones, it
+    then computes nearly that too (which it does not at 0 and 1)."""
+    norms = _batch_norms(model)
+    with torch.no_grad():
+        for name, (mean, var) in statistics.items():
+            norm = norms[name]
+            if not norm.affine:
+                raise GzooError(f"batch norm {name} holds no statistics and has no weight to fold them into")
+            mean, var = mean.to(norm.running_mean), var.to(norm.running_var)
+            scale = norm.weight / math.sqrt(1 + norm.eps)
+            norm.bias.add_(scale * mean)
+            norm.weight.copy_(scale * (var + norm.eps).sqrt())
+            norm.running_mean.copy_(mean)
+            norm.running_var.copy_(var)
+
+
+def _prepare_teacher(run: Run) -> None:
+    """A teacher whose batch norms hold no statistics gets them, measured once on ``n_activations`` training
+    images and folded in (its function unchanged): the global fine-tuning runs the student in train mode, as the
+    original does, and at 0 and 1 that would compute another function than the teacher's. Kept in the run."""
+    model = run.teacher.model
+    if not lacks_statistics(model):
+        return
+    path = run.stage_dir("quantize") / STATISTICS_FILE
+    if path.is_file():
+        statistics = {name: tuple(value) for name, value in _load(path).items()}
+    else:
+        training = run.recipe.training
+        count = -(-run.recipe.quantize.n_activations // training.batch_size)
+        device = run.processes.device
+        batches = (_model_input(run, run.data.batch(step, training.batch_size, training.seed).inputs.to(device))
+                   for step in range(count))
+        statistics = measure_statistics(model, batches)
+        if run.processes.is_main:
+            _save({name: list(value) for name, value in statistics.items()}, path)
+        if run.notify and run.processes.is_main:
+            run.notify(f"teacher: its {len(statistics)} batch norms hold no statistics (mean 0, variance 1); "
+                       f"measured on {count * training.batch_size} training images and folded into their weight "
+                       "and bias (its function unchanged)")
+    fold_statistics(model, statistics)
+
+
 # --- the stages -------------------------------------------------------------------------------------------------
 
 def _is_classifier(run: Run) -> bool:
@@ -503,6 +595,7 @@ def _fine_tune(run: Run, stage: str, settings: StageSettings, student: nn.Module
 
 def _quantize(run: Run, results: dict) -> dict:
     recipe, settings = run.recipe, run.recipe.quantize
+    _prepare_teacher(run)
     plans = plan_layers(settings, run.teacher.model)
     student = _student(run, plans, "layers").to(run.processes.device)
     modules = dict(student.named_modules())
@@ -563,6 +656,7 @@ def _dense_layers(model: nn.Module, plans: list[LayerPlan]) -> list[str]:
 
 def _finetune(run: Run, results: dict) -> dict:
     """Every centroid at once, batch-norm statistics updated (the student in train mode)."""
+    _prepare_teacher(run)
     plans = plan_layers(run.recipe.quantize, run.teacher.model)
     student = _student(run, plans, "layers")
     modules = dict(student.named_modules())
@@ -600,6 +694,7 @@ def packed_student(student: nn.Module, plans: list[LayerPlan]) -> tuple[dict[str
 
 def _export(run: Run, results: dict) -> Exported:
     recipe = run.recipe
+    _prepare_teacher(run)
     plans = plan_layers(recipe.quantize, run.teacher.model)
     state, packed = packed_student(_final_student(run, plans, results), plans)
     teacher_config = read_config(run.teacher.directory)

@@ -533,3 +533,73 @@ def test_an_impossible_spade_target_is_one_line(target, cin_lb, message):
     with pytest.raises(GzooError) as error:
         check_spade_target(CatSpadeWidths.uniform(64), "cityscapes", target, cin_lb)
     assert message in str(error.value) and "\n" not in str(error.value)
+
+
+GAUGAN = [("gaugan_cityscapes_a", 3.0e10), ("gaugan_cityscapes_b", 5.6e9)]  # --target_flops of the 30B / 5p6B scripts
+
+
+@pytest.mark.parametrize(("name", "target"), GAUGAN, ids=[row[0] for row in GAUGAN])
+def test_the_gaugan_recipes_carry_the_scripts_settings(name, target):
+    recipe = load_recipe(ROOT / "recipes" / "cat" / f"{name}.yaml")
+    training, stages = recipe.training, recipe.stages
+    assert recipe.method == "cat" and recipe.teacher == "original/cityscapes-gaugan"
+    assert (stages.prune.target_macs, stages.prune.prune_cin_lb, stages.prune.input_size) == (target, 16, None)
+    assert (training.lambda_distill, training.lambda_gan, training.lambda_recon) == (0.5, 1.0, 0.0)
+    assert (training.batch_size, training.gan_mode, training.ndf, training.n_layers_d) == (16, "hinge", 64, 4)
+    assert (training.lr, training.beta1, training.beta2, training.seed) == (2e-4, 0.0, 0.9, 233)  # TTUR betas
+    teacher = stages.teacher
+    assert (teacher.arch, teacher.dataset, teacher.ngf, teacher.norm, teacher.batch_size) == \
+        ("cat_inception_spade_generator", "cityscapes", 64, "batch", 16)
+    assert (teacher.epochs, teacher.epochs_decay, stages.distill.epochs, stages.distill.epochs_decay) == \
+        (100, 100, 100, 100)
+    assert (recipe.data.load_size, recipe.data.crop_size, recipe.data.direction) == (512, 512, "BtoA")
+    # The target is below the teacher's 109.8G and reachable: pruning a teacher with spread scales meets it.
+    assert check_spade_target(CatSpadeWidths.uniform(64), "cityscapes", target, 16) == 109_805_760_288
+
+
+@pytest.mark.parametrize(("override", "message"), [
+    ("stages.prune.target_macs=1.0e+8", "is below 3.277e+08, the fewest MACs prune_cin_lb 16 allows at 256x512"),
+    ("stages.prune.keep_teacher_weights=true", "CAT's GauGAN pruning keeps no teacher weight"),
+    ("stages.prune.input_size=256", "remove stages.prune.input_size"),
+    ("stages.teacher.norm=instance_affine", "set stages.teacher.norm to batch"),
+    ("stages.teacher.arch=spade_generator", "'stages.teacher.arch' must be one of cat_inception_generator, "
+                                            "cat_inception_spade_generator"),
+])
+def test_a_gaugan_recipe_cat_cannot_run_fails_when_it_loads(override, message):
+    with pytest.raises(GzooError) as error:
+        load_recipe(ROOT / "recipes" / "cat" / "gaugan_cityscapes_b.yaml", [override])
+    assert message in str(error.value) and "\n" not in str(error.value)
+
+
+def test_gzoo_compress_refuses_gaugan_in_one_line_before_the_teacher_loads(tmp_path):
+    from PIL import Image
+
+    (tmp_path / "data" / "train").mkdir(parents=True)
+    for i in range(2):
+        Image.new("RGB", (16, 8)).save(tmp_path / "data" / "train" / f"{i}.png")
+    recipe = load_recipe(ROOT / "recipes" / "cat" / "gaugan_cityscapes_a.yaml", [f"data.root={tmp_path / 'data'}"])
+
+    def teacher() -> Path:
+        raise AssertionError("the teacher was fetched")
+
+    with pytest.raises(GzooError) as error:
+        compress(recipe, tmp_path / "run", teacher)
+    assert "cat on GauGAN (cat_inception_spade_generator) does not train yet" in str(error.value)
+    assert "\n" not in str(error.value) and not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("arch", ["cat_inception_spade_generator", "spade_generator"])
+def test_a_gaugan_teacher_is_refused_in_one_line_before_training(tmp_path, arch):
+    from gzoo.models import create_model
+
+    model = create_model(arch, ngf=1)
+    directory = save_model_dir(tmp_path / "gaugan", model.state_dict(), {"arch": arch, "arch_args": {"ngf": 1}})
+    document = yaml.safe_load(DEMO.read_text())
+    document["teacher"] = str(directory)
+    del document["stages"]["teacher"]
+    path = tmp_path / "recipe.yaml"
+    path.write_text(yaml.safe_dump(document))
+    with pytest.raises(GzooError) as error:
+        compress(load_recipe(path), tmp_path / "run", lambda: directory)
+    assert "does not train yet" in str(error.value) and "\n" not in str(error.value)
+    assert not (tmp_path / "run").exists()

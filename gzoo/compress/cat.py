@@ -21,6 +21,14 @@
   features at the original's 4 taps (``down_sampling.9``, ``features.2/5/8``), no mapping layer; the
   discriminator starts as the teacher stage's (the original restores the teacher's).
 - ``export``: the distilled student.
+
+GauGAN (``stages.teacher.arch: cat_inception_spade_generator``, recipes/cat/gaugan_cityscapes_{a,b}.yaml): the
+inception SPADE is pruned as ``shrink_spade_model`` prunes it (:func:`prune_spade_to_target`: |gamma| of
+``fc_norm`` and of the first norm of every branch of every block and of its SPADE norm, one threshold, fc
+floored to a multiple of 16 and at least 16 * ``prune_cin_lb``, MACs on the dataset's label maps), but its
+teacher and distill stages need GauGAN's training (label-map data, multi-scale discriminator, feature matching,
+VGG loss), which gzoo does not have yet: such a recipe loads, with its target checked, and ``gzoo compress``
+refuses it in one line before anything runs, as it refuses a GauGAN teacher.
 """
 
 import json
@@ -57,9 +65,14 @@ from gzoo.models.cat import (
 )
 from gzoo.models.patchgan import PatchGanDiscriminator
 from gzoo.models.spade import BLOCKS as SPADE_BLOCKS
-from gzoo.models.spade import spade_dataset
+from gzoo.models.spade import SPADE_DATASETS, SpadeGenerator, spade_dataset
 
 ARCH = "cat_inception_generator"
+SPADE_ARCH = "cat_inception_spade_generator"
+GAUGAN_NOT_YET = ("cat on GauGAN (cat_inception_spade_generator) does not train yet: gzoo prunes it "
+                  "(gzoo.compress.cat.prune_spade_to_target) but has none of what its teacher and distill stages "
+                  "need (label-map data, GauGAN's multi-scale discriminator, feature-matching and VGG losses); the "
+                  "GauGAN recipes record the original's settings for when it does")
 TAPS = ["down_sampling.9", "features.2", "features.5", "features.8"]  # the original's mapping_layers
 GAN_MODES = ("hinge", "lsgan", "vanilla")
 PRUNABLE_NORMS = ("instance_affine", "batch")  # norms with a scale to prune by
@@ -86,6 +99,8 @@ class CatTrainingSettings(TrainingSettings):
 class TeacherStage(StageSettings):
     """Training CAT's inception teacher: its architecture and the losses of train.py's pix2pix/CycleGAN."""
 
+    arch: str = ARCH  # or cat_inception_spade_generator, CAT's GauGAN teacher (recorded, not trainable yet)
+    dataset: str = "cityscapes"  # the inception SPADE's: GauGAN's label set and image size
     ngf: int = 64
     n_blocks: int = 9
     norm: str = "instance_affine"  # CycleGAN scripts: instance + --norm_affine; pix2pix scripts: batch
@@ -135,12 +150,40 @@ def _check(recipe: Recipe) -> None:
     if stages.teacher is not None:
         teacher = stages.teacher
         check_stage_length("teacher", teacher)
+        one_of(teacher.arch, (ARCH, SPADE_ARCH), "stages.teacher.arch")
         one_of(teacher.norm, PRUNABLE_NORMS, "stages.teacher.norm")
+        if teacher.arch == SPADE_ARCH:
+            _check_spade_teacher(teacher, prune)
+            return
         if teacher.ngf < 1 or teacher.n_blocks < 3 * len(TAPS[1:]):
             raise GzooError("recipe: stages.teacher needs ngf >= 1 and n_blocks >= 9 (the taps are blocks 3, 6, 9)")
         size = prune.input_size or data.crop_size
         check_target(CatWidths.uniform(teacher.ngf, teacher.n_blocks), teacher.norm, prune.target_macs,
                      (size, size), prune.prune_cin_lb)
+
+
+def _check_spade_teacher(teacher: TeacherStage, prune: PruneSettings) -> None:
+    one_of(teacher.dataset, tuple(SPADE_DATASETS), "stages.teacher.dataset")
+    if teacher.norm != "batch":
+        raise GzooError("recipe: the inception SPADE's norms are batch norms (the scripts' spadesyncbatch3x3); set "
+                        "stages.teacher.norm to batch")
+    if prune.input_size is not None:
+        raise GzooError("recipe: the inception SPADE's MACs are counted on its dataset's label maps (512x256 for "
+                        "cityscapes); remove stages.prune.input_size")
+    if prune.keep_teacher_weights:
+        raise GzooError("recipe: stages.prune.keep_teacher_weights does not apply to the inception SPADE: CAT's "
+                        "GauGAN pruning keeps no teacher weight (its fc width is a rounded count, not a channel set)")
+    check_spade_target(CatSpadeWidths.uniform(teacher.ngf), teacher.dataset, prune.target_macs, prune.prune_cin_lb)
+
+
+def _check_inputs(recipe: Recipe) -> None:
+    if recipe.stages.teacher is not None and recipe.stages.teacher.arch == SPADE_ARCH:
+        raise GzooError(GAUGAN_NOT_YET)
+
+
+def _check_model(recipe: Recipe, model: nn.Module) -> None:
+    if isinstance(model, CatInceptionSpadeGenerator | SpadeGenerator):
+        raise GzooError(GAUGAN_NOT_YET)
 
 
 def _stages(recipe: Recipe) -> list[str]:
@@ -758,8 +801,10 @@ def _train_cycle_gan(run: Run, teacher: CatInceptionGenerator, length: StageSett
 
 
 register_method(Method(
-    name="cat", teachers=(ARCH, "resnet_generator", "mobile_resnet_generator", "sub_mobile_resnet_generator"),
+    name="cat", teachers=(ARCH, "resnet_generator", "mobile_resnet_generator", "sub_mobile_resnet_generator",
+                          SPADE_ARCH, "spade_generator"),
     stages=_stages, run={"teacher": _teacher, "prune": _prune, "distill": _distill, "export": _export},
-    sections={"stages": Stages}, training=CatTrainingSettings, check=_check,
+    sections={"stages": Stages}, training=CatTrainingSettings, check=_check, check_inputs=_check_inputs,
+    check_model=_check_model,
     teacher_hint="give a trained cat_inception_generator, or a generator whose outputs are the targets of single "
                  "data together with a 'stages.teacher' section"))

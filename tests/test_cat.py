@@ -17,13 +17,18 @@ from torch import nn
 from gzoo.compress.cat import (
     TAPS,
     ImagePool,
+    check_spade_target,
     check_target,
     kept_channels,
     macs_paper,
     norm_scales,
+    prune_spade_to_target,
     prune_to_target,
+    pruned_spade_student,
     pruned_student,
     smallest_widths,
+    spade_macs_paper,
+    spade_norm_scales,
 )
 from gzoo.compress.losses import kernel_alignment
 from gzoo.compress.pipeline import compress
@@ -32,7 +37,13 @@ from gzoo.data.modeldir import read_config, save_model_dir
 from gzoo.errors import GzooError, Interrupted
 from gzoo.metrics import count_macs
 from gzoo.models import load_model_dir
-from gzoo.models.cat import BlockWidths, CatWidths, cat_inception_generator
+from gzoo.models.cat import (
+    BlockWidths,
+    CatSpadeWidths,
+    CatWidths,
+    cat_inception_generator,
+    cat_inception_spade_generator,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 DEMO = ROOT / "recipes" / "demo" / "vintagify_cat.yaml"
@@ -425,3 +436,170 @@ def test_the_taps_are_the_originals():
     assert TAPS == ["down_sampling.9", "features.2", "features.5", "features.8"]
     model = cat_inception_generator(ngf=8)
     assert isinstance(dict(model.named_modules())["down_sampling.9"], nn.ReLU)  # after the last downsampling norm
+
+
+# --- the inception SPADE (GauGAN) -------------------------------------------------------------------------------
+
+def spread_spade_teacher(ngf: int = 64, seed: int = 0) -> nn.Module:
+    """An inception SPADE teacher with spread, signed norm scales, as a trained one's are."""
+    torch.manual_seed(seed)
+    model = cat_inception_spade_generator(ngf=ngf)
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, nn.BatchNorm2d) and module.weight is not None:
+                module.weight.uniform_(-1.5, 1.5)
+    return model.eval()
+
+
+def _meta_spade_macs(widths: CatSpadeWidths, dataset: str = "cityscapes") -> int:
+    shape = (1, 36, 256, 512) if dataset == "cityscapes" else (1, 184, 256, 256)
+    with torch.device("meta"):
+        model = cat_inception_spade_generator(dataset, widths=widths.to_dict()).eval()
+        return count_macs(model, torch.zeros(shape)).macs_paper
+
+
+@pytest.mark.parametrize("dataset", ["cityscapes", "coco-stuff"])
+def test_spade_macs_from_widths_equal_the_counter(dataset):
+    from test_models_spade_cat import pruned_spade_widths
+
+    for widths in (CatSpadeWidths.uniform(8), CatSpadeWidths.from_dict(pruned_spade_widths())):
+        assert spade_macs_paper(widths, dataset) == _meta_spade_macs(widths, dataset)
+    assert spade_macs_paper(CatSpadeWidths.uniform(64)) == 109_805_760_288  # the original class, counted
+
+
+@pytest.fixture(scope="module")
+def spade_teacher64() -> nn.Module:
+    return spread_spade_teacher(64)
+
+
+@pytest.mark.parametrize("target", [0.05, 0.10, 0.30, 3.0e10, 5.6e9],
+                         ids=["5%", "10%", "30%", "30B-script", "5p6B-script"])
+def test_spade_pruning_meets_its_target_at_512x256(spade_teacher64, target):
+    """shrink_spade_model's search. Checked against the original's own function (run on CPU on an ngf-16 teacher
+    with these spread scales, target 30%, prune_cin_lb 4): the same threshold to float32 precision, a student of
+    the same tensor shapes, and its profiler's count equal to gzoo's count of the convs."""
+    teacher_macs = spade_macs_paper(spade_teacher64.widths)
+    target = target * teacher_macs if target < 1 else target
+    pruned = prune_spade_to_target(spade_teacher64, target, cin_lb=16)
+    assert pruned.teacher_macs_paper == teacher_macs
+    assert 0.99 * target <= pruned.macs_paper <= target, pruned.macs_paper / target
+    assert _meta_spade_macs(pruned.widths) == pruned.macs_paper
+    widths, scales = pruned.widths, spade_norm_scales(spade_teacher64)
+    # fc: the count of fc_norm's scales above the threshold, floored to a multiple of 16, at least 16 x 16.
+    assert widths.fc == 16 * max(16, int((scales.fc > pruned.threshold).sum()) // 16) < 1024
+    main, spade = scales.blocks[3]  # up_0: every branch is the count of its first norm's scales above it
+    assert [*widths.blocks[3].main.res, *widths.blocks[3].main.dw] == [int((s > pruned.threshold).sum()) for s in main]
+    assert [*widths.blocks[3].spade.res, *widths.blocks[3].spade.dw] == \
+        [int((s > pruned.threshold).sum()) for s in spade]
+
+
+def test_spade_pruning_is_deterministic_and_its_config_saves_reloads_and_counts_the_same(tmp_path, spade_teacher64):
+    target = 0.1 * spade_macs_paper(spade_teacher64.widths)
+    first = prune_spade_to_target(spade_teacher64, target)
+    assert prune_spade_to_target(spread_spade_teacher(64), target) == first
+    torch.manual_seed(0)
+    student = pruned_spade_student(spade_teacher64, first.widths)
+    arch_args = json.loads(json.dumps({"widths": student.width_config(), "activation": "relu"}))
+    directory = save_model_dir(tmp_path / "student", student.state_dict(),
+                               {"arch": "cat_inception_spade_generator", "arch_args": arch_args})
+    reloaded = load_model_dir(directory)
+    assert reloaded.widths == first.widths and reloaded.activation == "relu"
+    with torch.device("meta"):
+        meta = cat_inception_spade_generator(**arch_args).eval()
+        assert count_macs(meta, torch.zeros(1, 36, 256, 512)).macs_paper == first.macs_paper
+    # The original's start: every layer new, ReLU, init_net xavier (gain 0.02), batch-norm scales N(1, 0.02).
+    weight = student.head_0.res_ops[0][0].conv.weight.detach()
+    fan_in, fan_out = weight.shape[1] * weight[0, 0].numel(), weight.shape[0] * weight[0, 0].numel()
+    assert float(weight.std()) == pytest.approx(0.02 * (2 / (fan_in + fan_out)) ** 0.5, rel=0.1)
+    assert 0.015 < float(student.fc_norm.weight.detach().std()) < 0.025
+    assert isinstance(student.up_1.active, nn.ReLU)
+
+
+def test_the_smallest_spade_target_leaves_fc_256_and_no_branch(spade_teacher64):
+    smallest = CatSpadeWidths.from_dict({"fc": 256, "blocks": [{"res": [0] * 3, "dw": [0] * 3,
+                                                                 "spade": {"res": [0] * 3, "dw": [0] * 3}}] * 7})
+    pruned = prune_spade_to_target(spade_teacher64, spade_macs_paper(smallest), cin_lb=16)
+    assert pruned.widths.fc == 256 and pruned.macs_paper == spade_macs_paper(smallest)
+    # No block keeps a branch of its own; a norm branch may stay (built, as in the original, but never run).
+    assert all(not any(b.main.res) and not any(b.main.dw) for b in pruned.widths.blocks)
+
+
+@pytest.mark.parametrize(("target", "cin_lb", "message"), [
+    (1e6, 16, "is below 3.277e+08, the fewest MACs prune_cin_lb 16 allows at 256x512 (every branch pruned, fc 256)"),
+    (2e11, 16, "is not below the teacher's 1.098e+11 MACs at 256x512"),
+    (1e9, 80, "prune_cin_lb 80 keeps fc at 16 x 80 = 1280 channels or more, more than the teacher's 1024"),
+])
+def test_an_impossible_spade_target_is_one_line(target, cin_lb, message):
+    with pytest.raises(GzooError) as error:
+        check_spade_target(CatSpadeWidths.uniform(64), "cityscapes", target, cin_lb)
+    assert message in str(error.value) and "\n" not in str(error.value)
+
+
+GAUGAN = [("gaugan_cityscapes_a", 3.0e10), ("gaugan_cityscapes_b", 5.6e9)]  # --target_flops of the 30B / 5p6B scripts
+
+
+@pytest.mark.parametrize(("name", "target"), GAUGAN, ids=[row[0] for row in GAUGAN])
+def test_the_gaugan_recipes_carry_the_scripts_settings(name, target):
+    recipe = load_recipe(ROOT / "recipes" / "cat" / f"{name}.yaml")
+    training, stages = recipe.training, recipe.stages
+    assert recipe.method == "cat" and recipe.teacher == "original/cityscapes-gaugan"
+    assert (stages.prune.target_macs, stages.prune.prune_cin_lb, stages.prune.input_size) == (target, 16, None)
+    assert (training.lambda_distill, training.lambda_gan, training.lambda_recon) == (0.5, 1.0, 0.0)
+    assert (training.batch_size, training.gan_mode, training.ndf, training.n_layers_d) == (16, "hinge", 64, 4)
+    assert (training.lr, training.beta1, training.beta2, training.seed) == (2e-4, 0.0, 0.9, 233)  # TTUR betas
+    teacher = stages.teacher
+    assert (teacher.arch, teacher.dataset, teacher.ngf, teacher.norm, teacher.batch_size) == \
+        ("cat_inception_spade_generator", "cityscapes", 64, "batch", 16)
+    assert (teacher.epochs, teacher.epochs_decay, stages.distill.epochs, stages.distill.epochs_decay) == \
+        (100, 100, 100, 100)
+    assert (recipe.data.load_size, recipe.data.crop_size, recipe.data.direction) == (512, 512, "BtoA")
+    # The target is below the teacher's 109.8G and reachable: pruning a teacher with spread scales meets it.
+    assert check_spade_target(CatSpadeWidths.uniform(64), "cityscapes", target, 16) == 109_805_760_288
+
+
+@pytest.mark.parametrize(("override", "message"), [
+    ("stages.prune.target_macs=1.0e+8", "is below 3.277e+08, the fewest MACs prune_cin_lb 16 allows at 256x512"),
+    ("stages.prune.keep_teacher_weights=true", "CAT's GauGAN pruning keeps no teacher weight"),
+    ("stages.prune.input_size=256", "remove stages.prune.input_size"),
+    ("stages.teacher.norm=instance_affine", "set stages.teacher.norm to batch"),
+    ("stages.teacher.arch=spade_generator", "'stages.teacher.arch' must be one of cat_inception_generator, "
+                                            "cat_inception_spade_generator"),
+])
+def test_a_gaugan_recipe_cat_cannot_run_fails_when_it_loads(override, message):
+    with pytest.raises(GzooError) as error:
+        load_recipe(ROOT / "recipes" / "cat" / "gaugan_cityscapes_b.yaml", [override])
+    assert message in str(error.value) and "\n" not in str(error.value)
+
+
+def test_gzoo_compress_refuses_gaugan_in_one_line_before_the_teacher_loads(tmp_path):
+    from PIL import Image
+
+    (tmp_path / "data" / "train").mkdir(parents=True)
+    for i in range(2):
+        Image.new("RGB", (16, 8)).save(tmp_path / "data" / "train" / f"{i}.png")
+    recipe = load_recipe(ROOT / "recipes" / "cat" / "gaugan_cityscapes_a.yaml", [f"data.root={tmp_path / 'data'}"])
+
+    def teacher() -> Path:
+        raise AssertionError("the teacher was fetched")
+
+    with pytest.raises(GzooError) as error:
+        compress(recipe, tmp_path / "run", teacher)
+    assert "cat on GauGAN (cat_inception_spade_generator) does not train yet" in str(error.value)
+    assert "\n" not in str(error.value) and not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("arch", ["cat_inception_spade_generator", "spade_generator"])
+def test_a_gaugan_teacher_is_refused_in_one_line_before_training(tmp_path, arch):
+    from gzoo.models import create_model
+
+    model = create_model(arch, ngf=1)
+    directory = save_model_dir(tmp_path / "gaugan", model.state_dict(), {"arch": arch, "arch_args": {"ngf": 1}})
+    document = yaml.safe_load(DEMO.read_text())
+    document["teacher"] = str(directory)
+    del document["stages"]["teacher"]
+    path = tmp_path / "recipe.yaml"
+    path.write_text(yaml.safe_dump(document))
+    with pytest.raises(GzooError) as error:
+        compress(load_recipe(path), tmp_path / "run", lambda: directory)
+    assert "does not train yet" in str(error.value) and "\n" not in str(error.value)
+    assert not (tmp_path / "run").exists()

@@ -88,3 +88,29 @@ def test_branches_out_of_kernel_order_are_refused(tmp_path):
                 for k, v in state.items()}, checkpoint)
     with pytest.raises(GzooError, match="branch features.8.res_ops.1 has a 1x1 kernel"):
         api.convert(checkpoint, "cat", tmp_path / "out")
+
+
+def assert_same_gaugan_outputs(converted: Path, original: nn.Module) -> None:
+    from gzoo.models.spade import label_map_to_input
+
+    torch.manual_seed(1)
+    seg = label_map_to_input(torch.randint(0, 35, (256, 512)), "cityscapes", torch.randint(0, 4, (256, 512)))
+    with torch.no_grad():
+        torch.testing.assert_close(api.load(converted)(seg), original.eval()(seg), atol=0, rtol=0)
+
+
+def test_an_inception_spade_teacher_converts_by_ngf_with_its_training_activation(tmp_path):
+    teacher = create_model("cat_inception_spade_generator", ngf=4)
+    directory = api.convert(save_as_cat(teacher, tmp_path / "latest_net_G.pth"), "cat", tmp_path / "out")
+    assert json.loads((directory / "config.json").read_text())["arch"] == "cat_inception_spade_generator"
+    assert arch_args(directory) == {"dataset": "cityscapes", "ngf": 4, "activation": "leaky_relu"}
+    assert_same_gaugan_outputs(directory, teacher)
+
+
+def test_a_pruned_inception_spade_student_converts_with_its_widths_and_relu(tmp_path):
+    from test_models_spade_cat import pruned_spade_widths
+
+    student = create_model("cat_inception_spade_generator", widths=pruned_spade_widths(), activation="relu")
+    directory = api.convert(save_as_cat(student, tmp_path / "latest_net_G.pth"), "cat", tmp_path / "out")
+    assert arch_args(directory) == {"dataset": "cityscapes", "widths": pruned_spade_widths(), "activation": "relu"}
+    assert_same_gaugan_outputs(directory, student)

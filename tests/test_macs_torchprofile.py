@@ -88,3 +88,15 @@ def test_macs_paper_equals_torchprofile_0_0_1(arch, args, shape, monkeypatch):
 def test_every_zoo_architecture_is_checked():
     measurable = {entry.arch for entry in load_zoo().entries.values() if entry.measurable}
     assert measurable == {arch for arch, _, _ in CASES}
+
+
+def test_the_inception_spade_counts_as_torchprofile_0_0_1(monkeypatch):
+    """CAT's GauGAN students are zoo entries without widths (not measurable), so their architecture is checked
+    here: a teacher and a pruned student with emptied blocks and norms, on a cityscapes label map."""
+    from test_models_spade_cat import pruned_spade_widths
+
+    example = torch.zeros(1, 36, 256, 512)
+    example[:, 3] = 1
+    for args in ({"ngf": 4}, {"widths": pruned_spade_widths(), "activation": "relu"}):
+        model = create_model("cat_inception_spade_generator", **args).eval()
+        assert count_macs(model, example).macs_paper == torchprofile_macs(model, example, monkeypatch)

@@ -193,3 +193,95 @@ def test_label_map_to_input_names_the_problem():
         label_map_to_input(torch.full((4, 4), 40), "cityscapes", torch.zeros(4, 4, dtype=torch.long))
     with pytest.raises(ValueError, match="instance is missing"):
         label_map_to_input(torch.zeros(4, 4, dtype=torch.long), "cityscapes")
+
+
+# --- CAT's inception SPADE (GauGAN) -----------------------------------------------------------------------------
+
+def test_cat_inception_spade_teacher_counts_as_the_original_class():
+    """Counted on snap-research/CAT's InceptionSPADEGenerator (at 1dbd048, built from its code with the scripts'
+    options: ngf 64, spadesyncbatch3x3, kernel sizes 1 3 5, reduction 6, cityscapes): 55,592,325 parameters;
+    gzoo's paper convention 109,805,760,288 MACs; CAT's own profiler (utils/model_profiling.py, convs only: it
+    skips SPADE's modulating multiply) 109,773,614,880, gzoo's true MACs. The float32 outputs of the two classes
+    on the same weights were equal bit for bit."""
+    model = create_model("cat_inception_spade_generator")
+    assert count_params(model) == 55_592_325
+    with torch.device("meta"):
+        counted = count_macs(create_model("cat_inception_spade_generator").eval(), torch.zeros(1, 36, 256, 512))
+    assert (counted.macs_paper, counted.macs) == (109_805_760_288, 109_773_614_880)
+    # The multiply the paper convention adds: one per element of every block's input, (channels, height, width).
+    inputs = [(1024, 4, 8), (1024, 8, 16), (1024, 16, 32), (1024, 32, 64), (512, 64, 128), (256, 128, 256),
+              (128, 256, 512)]
+    assert counted.macs_paper - counted.macs == sum(c * h * w for c, h, w in inputs)
+
+
+def test_cat_inception_spade_has_the_originals_layout():
+    model = create_model("cat_inception_spade_generator", ngf=8)
+    keys = set(model.state_dict())
+    assert {"fc.weight", "fc_norm.weight", "fc_norm.running_mean", "head_0.res_ops.2.0.conv.weight",
+            "head_0.res_ops.2.0.norm.weight", "head_0.res_ops.2.1.conv.bias", "head_0.dw_ops.1.1.conv.weight",
+            "head_0.dw_ops.1.1.norm.running_var", "head_0.dw_ops.1.2.conv.weight",
+            "head_0.spade.param_free_norm.running_mean", "head_0.spade.res_ops.0.0.norm.weight",
+            "head_0.spade.res_ops.0.1.weight", "head_0.spade.dw_ops.2.1.norm.bias", "head_0.spade.dw_ops.2.2.bias",
+            "up_0.shortcut.0.weight", "up_0.shortcut.1.conv.weight", "conv_img.weight"} <= keys
+    # The depthwise conv's norm has no affine parameters; the 1x1 shortcut no bias; trunk blocks no shortcut.
+    assert "head_0.dw_ops.1.1.norm.weight" not in keys and "up_0.shortcut.1.conv.bias" not in keys
+    assert not any(k.startswith(("head_0.shortcut", "G_middle_1.shortcut")) for k in keys)
+    # Teacher widths: fc 16 * ngf; a main branch min(in, out) // 6; a norm branch 128 // 6.
+    assert model.fc.out_channels == 128 and model.up_3.res_ops[0][1].conv.out_channels == 8
+    assert [model.head_0.res_ops[0][0].conv.out_channels, model.up_0.res_ops[0][0].conv.out_channels,
+            model.up_3.dw_ops[2][1].conv.groups] == [128 // 6, 64 // 6, 8 // 6]
+    assert model.up_1.spade.res_ops[1][1].out_channels == 2 * 64 and model.up_1.spade.dw_ops[0][0].conv.out_channels \
+        == 21
+    assert isinstance(model.head_0.res_ops[0][0].active, torch.nn.LeakyReLU)
+    assert isinstance(create_model("cat_inception_spade_generator", ngf=8, activation="relu").up_2.active,
+                      torch.nn.ReLU)
+
+
+def pruned_spade_widths() -> dict:
+    blocks = [{"res": [0, 30, 12], "dw": [20, 0, 5], "spade": {"res": [4, 0, 9], "dw": [0, 0, 0]}},
+              {"res": [0, 0, 0], "dw": [0, 0, 0], "spade": {"res": [3, 3, 3], "dw": [1, 1, 1]}}]
+    blocks += [{"res": [8, 0, 0], "dw": [0, 2, 0], "spade": {"res": [0, 0, 0], "dw": [0, 5, 0]}}] * 3
+    blocks += [{"res": [0, 0, 0], "dw": [0, 0, 0], "spade": {"res": [0, 0, 0], "dw": [0, 0, 0]}},
+               {"res": [1, 0, 0], "dw": [0, 0, 0], "spade": {"res": [0, 2, 0], "dw": [0, 0, 0]}}]
+    return {"fc": 64, "blocks": blocks}
+
+
+def test_a_pruned_cat_inception_spade_builds_runs_and_reloads():
+    torch.manual_seed(0)
+    widths = pruned_spade_widths()
+    student = create_model("cat_inception_spade_generator", widths=widths, activation="relu").eval()
+    assert student.width_config() == widths and json.loads(json.dumps(widths)) == widths
+    assert student.fc.out_channels == 64 and student.up_3.shortcut[1].conv.out_channels == 4
+    assert len(student.head_0.res_ops) == 2 and student.head_0.res_ops[0][1].conv.kernel_size == (3, 3)
+    assert len(student.G_middle_0.res_ops) == len(student.G_middle_0.dw_ops) == 0
+    assert len(student.up_3.spade.res_ops) == 1 and not student.up_3.spade.dw_ops
+    seg = label_map_to_input(torch.randint(0, 35, (256, 512)), "cityscapes", torch.randint(0, 3, (256, 512)))
+    buffer = io.BytesIO()
+    torch.save(student.state_dict(), buffer)
+    buffer.seek(0)
+    reloaded = create_model("cat_inception_spade_generator", widths=widths, activation="relu").eval()
+    reloaded.load_state_dict(torch.load(buffer, weights_only=True))
+    with torch.no_grad():
+        output = student(seg)
+        assert output.shape == (1, 3, 256, 512) and torch.equal(reloaded(seg), output)
+    # up_2 has no branch: it passes its input on through the shortcut alone.
+    x = torch.randn(1, 16, 8, 8)
+    with torch.no_grad():
+        torch.testing.assert_close(student.up_2(x, seg), student.up_2.shortcut(x), rtol=0, atol=0)
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    ({"widths": {"fc": 320, "blocks": []}}, "blocks must be a list of 7 {res, dw, spade} dicts"),
+    ({"widths": {**pruned_spade_widths(), "fc": 8}}, "fc must be an integer of at least 16"),
+    ({"widths": {**pruned_spade_widths(), "blocks": [{"res": [1, 2, 3], "dw": [0, 0, 0]}] * 7}},
+     "widths: head_0 must be a dict with exactly the keys res, dw, spade"),
+    ({"widths": {**pruned_spade_widths(), "blocks": [{"res": [1, 2, 3], "dw": [0, 0, 0],
+                                                      "spade": {"res": [1], "dw": [0, 0, 0]}}] * 7}},
+     "head_0.spade.res must be a list of 3 non-negative integers"),
+    ({"activation": "gelu"}, "activation must be one of leaky_relu, relu"),
+    ({"dataset": "ade20k"}, "dataset must be one of cityscapes, coco-stuff"),
+])
+def test_bad_inception_spade_requests_are_one_clear_error(args, message):
+    with pytest.raises(GzooError) as error:
+        create_model("cat_inception_spade_generator", **args)
+    assert message in str(error.value) and "\n" not in str(error.value)

@@ -21,6 +21,14 @@
   features at the original's 4 taps (``down_sampling.9``, ``features.2/5/8``), no mapping layer; the
   discriminator starts as the teacher stage's (the original restores the teacher's).
 - ``export``: the distilled student.
+
+GauGAN (``stages.teacher.arch: cat_inception_spade_generator``, recipes/cat/gaugan_cityscapes_{a,b}.yaml): the
+inception SPADE is pruned as ``shrink_spade_model`` prunes it (:func:`prune_spade_to_target`: |gamma| of
+``fc_norm`` and of the first norm of every branch of every block and of its SPADE norm, one threshold, fc
+floored to a multiple of 16 and at least 16 * ``prune_cin_lb``, MACs on the dataset's label maps), but its
+teacher and distill stages need GauGAN's training (label-map data, multi-scale discriminator, feature matching,
+VGG loss), which gzoo does not have yet: such a recipe loads, with its target checked, and ``gzoo compress``
+refuses it in one line before anything runs, as it refuses a GauGAN teacher.
 """
 
 import json
@@ -45,10 +53,27 @@ from gzoo.compress.settings import StageSettings
 from gzoo.compress.transfer import init_normal
 from gzoo.data.modeldir import save_model_dir
 from gzoo.errors import GzooError
-from gzoo.models.cat import KERNEL_SIZES, BlockWidths, CatInceptionGenerator, CatWidths, cat_inception_generator
+from gzoo.models.cat import (
+    KERNEL_SIZES,
+    BlockWidths,
+    CatInceptionGenerator,
+    CatInceptionSpadeGenerator,
+    CatSpadeWidths,
+    CatWidths,
+    SpadeBlockWidths,
+    cat_inception_generator,
+    cat_inception_spade_generator,
+)
 from gzoo.models.patchgan import PatchGanDiscriminator
+from gzoo.models.spade import BLOCKS as SPADE_BLOCKS
+from gzoo.models.spade import SPADE_DATASETS, SpadeGenerator, spade_dataset
 
 ARCH = "cat_inception_generator"
+SPADE_ARCH = "cat_inception_spade_generator"
+GAUGAN_NOT_YET = ("cat on GauGAN (cat_inception_spade_generator) does not train yet: gzoo prunes it "
+                  "(gzoo.compress.cat.prune_spade_to_target) but has none of what its teacher and distill stages "
+                  "need (label-map data, GauGAN's multi-scale discriminator, feature-matching and VGG losses); the "
+                  "GauGAN recipes record the original's settings for when it does")
 TAPS = ["down_sampling.9", "features.2", "features.5", "features.8"]  # the original's mapping_layers
 GAN_MODES = ("hinge", "lsgan", "vanilla")
 PRUNABLE_NORMS = ("instance_affine", "batch")  # norms with a scale to prune by
@@ -75,6 +100,8 @@ class CatTrainingSettings(TrainingSettings):
 class TeacherStage(StageSettings):
     """Training CAT's inception teacher: its architecture and the losses of train.py's pix2pix/CycleGAN."""
 
+    arch: str = ARCH  # or cat_inception_spade_generator, CAT's GauGAN teacher (recorded, not trainable yet)
+    dataset: str = "cityscapes"  # the inception SPADE's: GauGAN's label set and image size
     ngf: int = 64
     n_blocks: int = 9
     norm: str = "instance_affine"  # CycleGAN scripts: instance + --norm_affine; pix2pix scripts: batch
@@ -124,12 +151,40 @@ def _check(recipe: Recipe) -> None:
     if stages.teacher is not None:
         teacher = stages.teacher
         check_stage_length("teacher", teacher)
+        one_of(teacher.arch, (ARCH, SPADE_ARCH), "stages.teacher.arch")
         one_of(teacher.norm, PRUNABLE_NORMS, "stages.teacher.norm")
+        if teacher.arch == SPADE_ARCH:
+            _check_spade_teacher(teacher, prune)
+            return
         if teacher.ngf < 1 or teacher.n_blocks < 3 * len(TAPS[1:]):
             raise GzooError("recipe: stages.teacher needs ngf >= 1 and n_blocks >= 9 (the taps are blocks 3, 6, 9)")
         size = prune.input_size or data.crop_size
         check_target(CatWidths.uniform(teacher.ngf, teacher.n_blocks), teacher.norm, prune.target_macs,
                      (size, size), prune.prune_cin_lb)
+
+
+def _check_spade_teacher(teacher: TeacherStage, prune: PruneSettings) -> None:
+    one_of(teacher.dataset, tuple(SPADE_DATASETS), "stages.teacher.dataset")
+    if teacher.norm != "batch":
+        raise GzooError("recipe: the inception SPADE's norms are batch norms (the scripts' spadesyncbatch3x3); set "
+                        "stages.teacher.norm to batch")
+    if prune.input_size is not None:
+        raise GzooError("recipe: the inception SPADE's MACs are counted on its dataset's label maps (512x256 for "
+                        "cityscapes); remove stages.prune.input_size")
+    if prune.keep_teacher_weights:
+        raise GzooError("recipe: stages.prune.keep_teacher_weights does not apply to the inception SPADE: CAT's "
+                        "GauGAN pruning keeps no teacher weight (its fc width is a rounded count, not a channel set)")
+    check_spade_target(CatSpadeWidths.uniform(teacher.ngf), teacher.dataset, prune.target_macs, prune.prune_cin_lb)
+
+
+def _check_inputs(recipe: Recipe) -> None:
+    if recipe.stages.teacher is not None and recipe.stages.teacher.arch == SPADE_ARCH:
+        raise GzooError(GAUGAN_NOT_YET)
+
+
+def _check_model(recipe: Recipe, model: nn.Module) -> None:
+    if isinstance(model, CatInceptionSpadeGenerator | SpadeGenerator):
+        raise GzooError(GAUGAN_NOT_YET)
 
 
 def _stages(recipe: Recipe) -> list[str]:
@@ -262,7 +317,7 @@ def check_target(teacher: CatWidths, norm: str, target: float, size: tuple[int, 
 
 @dataclass(frozen=True)
 class Pruned:
-    widths: CatWidths
+    widths: CatWidths | CatSpadeWidths
     threshold: float
     macs_paper: int
     teacher_macs_paper: int
@@ -280,12 +335,21 @@ def prune_to_target(teacher: CatInceptionGenerator, target: float, size: tuple[i
                         f"{' or '.join(PRUNABLE_NORMS)} norms")
     teacher_macs = check_target(teacher.widths, norm, target, size, cin_lb)
     scales = norm_scales(teacher)
-    pooled = scales.pooled()
+    threshold, searched, iterations = bisect_threshold(
+        scales.pooled(), lambda t: macs_paper(kept_channels(scales, t, cin_lb).widths, *size, norm), target)
+    return Pruned(kept_channels(scales, threshold, cin_lb).widths, threshold, searched, teacher_macs, target,
+                  iterations)
+
+
+def bisect_threshold(pooled: torch.Tensor, macs_at: Callable[[float], int], target: float) -> tuple[float, int, int]:
+    """The search of ``shrink_model`` and ``shrink_spade_model``: bisect a threshold between the smallest and the
+    largest pooled |gamma| until ``macs_at(threshold)`` is at most ``target`` and (ub - lb) <= 1e-3 * lb.
+    Returns the threshold, its MACs and the number of steps."""
     lower, upper = float(pooled.min()), float(pooled.max())
     searched, iterations = math.inf, 0
     while abs(upper - lower) > 1e-3 * lower or searched > target:
         threshold = (lower + upper) / 2
-        searched = macs_paper(kept_channels(scales, threshold, cin_lb).widths, *size, norm)
+        searched = macs_at(threshold)
         if searched > target:
             lower = threshold
         else:
@@ -293,8 +357,7 @@ def prune_to_target(teacher: CatInceptionGenerator, target: float, size: tuple[i
         iterations += 1
         if iterations > 10_000:  # the bracket collapses to one float long before; a guard against a hang
             raise GzooError(f"pruning found no threshold for target {target:.4g} in {iterations} steps")
-    return Pruned(kept_channels(scales, threshold, cin_lb).widths, threshold, searched, teacher_macs, target,
-                  iterations)
+    return threshold, searched, iterations
 
 
 def teacher_norm(model: CatInceptionGenerator) -> str:
@@ -383,6 +446,110 @@ def pruned_student(teacher: CatInceptionGenerator, threshold: float, cin_lb: int
     if not keep_teacher_weights:
         init_normal(student, instance_norms=False)
     return student
+
+
+# --- pruning the inception SPADE (GauGAN): ``shrink_spade_model`` ----------------------------------------------
+
+def spade_macs_paper(widths: CatSpadeWidths, dataset: str = "cityscapes") -> int:
+    """Paper-convention MACs of ``cat_inception_spade_generator`` with these widths on ``dataset``'s label maps,
+    from the widths alone (tests check it against the counter): convs cost output elements x input channels
+    per group x kernel area, batch norms nothing, and each block with branches one MAC per element of its input
+    for SPADE's modulating multiply, which CAT's own profiler does not count (it counts the convs only)."""
+    d = spade_dataset(dataset)
+    label_nc, (h, w) = d.label_nc, d.latent
+
+    def branches(widths: BlockWidths, cin: int, cout: int) -> int:  # per output pixel
+        dense = sum(c * cin * k * k + cout * c * k * k for c, k in zip(widths.res, KERNEL_SIZES, strict=True))
+        depthwise = sum(c * cin + c * k * k + cout * c for c, k in zip(widths.dw, KERNEL_SIZES, strict=True))
+        return dense + depthwise
+
+    total = h * w * widths.fc * label_nc * 9
+    for (fin, fout), block, upsampled in zip(widths.trunk(widths.fc), widths.blocks, d.upsampled, strict=True):
+        h, w = (2 * h, 2 * w) if upsampled else (h, w)
+        per_pixel = fout * fin if fin != fout else 0  # the shortcut's 1x1 conv
+        if any(block.main.res) or any(block.main.dw):
+            per_pixel += branches(block.main, fin, fout) + branches(block.spade, label_nc, 2 * fin) + fin
+        total += h * w * per_pixel
+    return total + h * w * 3 * widths.trunk(widths.fc)[-1][1] * 9
+
+
+@dataclass(frozen=True)
+class SpadeScales:
+    """|gamma| CAT prunes the inception SPADE by: ``fc_norm``'s, and per block the first norm of each main
+    branch then of each SPADE-norm branch (res, then dw; None where the teacher has no such branch)."""
+
+    fc: torch.Tensor
+    blocks: tuple[tuple[tuple[torch.Tensor | None, ...], tuple[torch.Tensor | None, ...]], ...]  # (main, spade)
+
+    def pooled(self) -> torch.Tensor:
+        return torch.cat([self.fc, *(s for block in self.blocks for part in block for s in part if s is not None)])
+
+
+def spade_norm_scales(teacher: CatInceptionSpadeGenerator) -> SpadeScales:
+    """``shrink_spade_model``'s scales: fc_norm and ``prune.get_bn_to_prune(spade=True)``'s first norms."""
+    def scale(unit: nn.Module) -> torch.Tensor:
+        return unit.norm.weight.detach().abs().double().cpu()
+
+    def part(module: nn.Module, widths: BlockWidths) -> tuple[torch.Tensor | None, ...]:
+        res, dw = iter(module.res_ops), iter(module.dw_ops)
+        return tuple(scale(next(res)[0]) if c else None for c in widths.res) + \
+            tuple(scale(next(dw)[0]) if c else None for c in widths.dw)
+
+    blocks = tuple((part(getattr(teacher, name), widths.main), part(getattr(teacher, name).spade, widths.spade))
+                   for name, widths in zip(SPADE_BLOCKS, teacher.widths.blocks, strict=True))
+    return SpadeScales(teacher.fc_norm.weight.detach().abs().double().cpu(), blocks)
+
+
+def spade_widths_at(scales: SpadeScales, threshold: float, cin_lb: int) -> CatSpadeWidths:
+    """The widths a threshold leaves: every branch the count of its scales above it (none: the branch goes);
+    ``fc`` the count of fc_norm's, floored to a multiple of 16 and at least 16 * ``cin_lb`` (the original's
+    ch_div), so up_3 keeps at least ``cin_lb`` channels."""
+    def counts(values: tuple[torch.Tensor | None, ...]) -> BlockWidths:
+        kept = tuple(0 if v is None else int((v > threshold).sum()) for v in values)
+        return BlockWidths(kept[:len(KERNEL_SIZES)], kept[len(KERNEL_SIZES):])
+
+    fc = 16 * max(int((scales.fc > threshold).sum()) // 16, cin_lb)
+    return CatSpadeWidths(fc, tuple(SpadeBlockWidths(counts(main), counts(spade)) for main, spade in scales.blocks))
+
+
+def check_spade_target(teacher: CatSpadeWidths, dataset: str, target: float, cin_lb: int) -> int:
+    """One line when pruning the inception SPADE ``teacher`` to ``target`` cannot work; returns its MACs."""
+    if 16 * cin_lb > teacher.fc:
+        raise GzooError(f"recipe: stages.prune.prune_cin_lb {cin_lb} keeps fc at 16 x {cin_lb} = {16 * cin_lb} "
+                        f"channels or more, more than the teacher's {teacher.fc}; lower it")
+    d = spade_dataset(dataset)
+    teacher_macs = spade_macs_paper(teacher, dataset)
+    empty = BlockWidths((0,) * len(KERNEL_SIZES), (0,) * len(KERNEL_SIZES))
+    smallest = spade_macs_paper(CatSpadeWidths(16 * cin_lb, (SpadeBlockWidths(empty, empty),) * len(SPADE_BLOCKS)),
+                                dataset)
+    if target < smallest:
+        raise GzooError(f"recipe: stages.prune.target_macs {target:.4g} is below {smallest:.4g}, the fewest MACs "
+                        f"prune_cin_lb {cin_lb} allows at {d.height}x{d.width} (every branch pruned, fc "
+                        f"{16 * cin_lb}); raise the target or lower stages.prune.prune_cin_lb")
+    if target >= teacher_macs:
+        raise GzooError(f"recipe: stages.prune.target_macs {target:.4g} is not below the teacher's {teacher_macs:.4g} "
+                        f"MACs at {d.height}x{d.width}; give a smaller target")
+    return teacher_macs
+
+
+def prune_spade_to_target(teacher: CatInceptionSpadeGenerator, target: float, cin_lb: int = 16) -> Pruned:
+    """``shrink_spade_model``: bisect one threshold on the pooled |gamma| until the pruned inception SPADE's
+    paper-convention MACs on the teacher's label maps (512x256 for cityscapes) are at most ``target``."""
+    teacher_macs = check_spade_target(teacher.widths, teacher.dataset_name, target, cin_lb)
+    scales = spade_norm_scales(teacher)
+    threshold, searched, iterations = bisect_threshold(
+        scales.pooled(), lambda t: spade_macs_paper(spade_widths_at(scales, t, cin_lb), teacher.dataset_name),
+        target)
+    return Pruned(spade_widths_at(scales, threshold, cin_lb), threshold, searched, teacher_macs, target, iterations)
+
+
+def pruned_spade_student(teacher: CatInceptionSpadeGenerator, widths: CatSpadeWidths) -> CatInceptionSpadeGenerator:
+    """The original's GauGAN student: every layer built anew at the pruned widths (``shrink_spade_model`` copies
+    no teacher weight; its fc width is a rounded count, not a set of channels), with ReLU in the blocks
+    (distill.py's --active_fn), then ``init_net`` with ``--init_type xavier``: conv weights Xavier-normal with
+    gain 0.02, batch-norm scales N(1, 0.02)."""
+    student = cat_inception_spade_generator(teacher.dataset_name, widths=widths.to_dict(), activation="relu")
+    return init_normal(student.to(next(teacher.parameters()).device), xavier=True)
 
 
 # --- the stages -------------------------------------------------------------------------------------------------
@@ -591,8 +758,10 @@ def _train_cycle_gan(run: Run, teacher: CatInceptionGenerator, length: StageSett
 
 
 register_method(Method(
-    name="cat", teachers=(ARCH, "resnet_generator", "mobile_resnet_generator", "sub_mobile_resnet_generator"),
+    name="cat", teachers=(ARCH, "resnet_generator", "mobile_resnet_generator", "sub_mobile_resnet_generator",
+                          SPADE_ARCH, "spade_generator"),
     stages=_stages, run={"teacher": _teacher, "prune": _prune, "distill": _distill, "export": _export},
-    sections={"stages": Stages}, training=CatTrainingSettings, check=_check,
+    sections={"stages": Stages}, training=CatTrainingSettings, check=_check, check_inputs=_check_inputs,
+    check_model=_check_model,
     teacher_hint="give a trained cat_inception_generator, or a generator whose outputs are the targets of single "
                  "data together with a 'stages.teacher' section"))

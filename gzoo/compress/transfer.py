@@ -10,16 +10,20 @@ from gzoo.models.layers import Residual
 from gzoo.models.resnet import ResnetGenerator
 
 
-def init_normal(module: nn.Module, instance_norms: bool = True) -> nn.Module:
+def init_normal(module: nn.Module, instance_norms: bool = True, xavier: bool = False) -> nn.Module:
     """The originals' ``init_net``: conv weights N(0, 0.02), biases 0, norm scales N(1, 0.02).
 
     ``instance_norms`` False leaves instance norms as they are, as the originals' ``init_weights`` does (it
     matches class names containing ``BatchNorm2d``): CAT's re-initialised student keeps the teacher's
-    surviving instance-norm scales that way."""
+    surviving instance-norm scales that way. ``xavier``: conv weights Xavier-normal with gain 0.02 instead
+    (``--init_type xavier``, the GauGAN models' default)."""
     norms = nn.BatchNorm2d | nn.InstanceNorm2d if instance_norms else nn.BatchNorm2d
     for layer in module.modules():
         if isinstance(layer, nn.Conv2d | nn.ConvTranspose2d | nn.Linear):
-            nn.init.normal_(layer.weight, 0.0, 0.02)
+            if xavier:
+                nn.init.xavier_normal_(layer.weight, gain=0.02)
+            else:
+                nn.init.normal_(layer.weight, 0.0, 0.02)
             if layer.bias is not None:
                 nn.init.zeros_(layer.bias)
         elif isinstance(layer, norms) and layer.weight is not None:

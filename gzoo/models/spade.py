@@ -59,6 +59,22 @@ class SpadeDataset:
         factor = 2 ** (6 if self.upsampling == "more" else 5)
         return self.height // factor, self.width // factor
 
+    @property
+    def upsampled(self) -> tuple[bool, ...]:
+        """Which of the seven blocks follow a x2 upsampling: all but head_0, and but G_middle_1 with "normal"."""
+        skipped = {"head_0"} if self.upsampling == "more" else {"head_0", "G_middle_1"}
+        return tuple(name not in skipped for name in BLOCKS)
+
+    def check_input(self, seg: torch.Tensor, name: str) -> None:
+        """One line when ``seg`` is not the one-hot label map a GauGAN for dataset ``name`` takes."""
+        expected = (self.label_nc, self.height, self.width)
+        if seg.dim() != 4 or tuple(seg.shape[1:]) != expected:
+            raise ValueError(
+                f"a GauGAN for {name} takes a one-hot label map of shape (B, {self.label_nc}, {self.height}, "
+                f"{self.width}) ({self.label_classes} labels{' + dontcare' if self.dontcare else ''} + instance "
+                f"edges), not {tuple(int(n) for n in seg.shape)}; build it with gzoo.models.spade.label_map_to_input"
+            )
+
 
 SPADE_DATASETS = {
     "cityscapes": SpadeDataset(label_classes=35, dontcare=False, height=256, width=512, upsampling="more"),
@@ -190,26 +206,14 @@ class SpadeGenerator(nn.Module):
                                                  spectral_norm))
         self.conv_img = conv(widths.inner[-1], 3, 3, padding=1)
         self.up = nn.Upsample(scale_factor=2)
-        # Every block but head_0 follows an upsampling, except G_middle_1 with "normal" upsampling.
-        skipped = {"head_0"} if self.dataset.upsampling == "more" else {"head_0", "G_middle_1"}
-        self.upsampled = tuple(name not in skipped for name in BLOCKS)
+        self.upsampled = self.dataset.upsampled
 
     def forward(self, seg: torch.Tensor) -> torch.Tensor:
-        self._check_input(seg)
+        self.dataset.check_input(seg, self.dataset_name)
         x = self.fc(F.interpolate(seg, size=self.dataset.latent, mode="nearest"))
         for name, upsample in zip(BLOCKS, self.upsampled, strict=True):
             x = getattr(self, name)(self.up(x) if upsample else x, seg)
         return torch.tanh(self.conv_img(F.leaky_relu(x, 0.2)))
-
-    def _check_input(self, seg: torch.Tensor) -> None:
-        d = self.dataset
-        expected = (d.label_nc, d.height, d.width)
-        if seg.dim() != 4 or tuple(seg.shape[1:]) != expected:
-            raise ValueError(
-                f"a GauGAN for {self.dataset_name} takes a one-hot label map of shape (B, {d.label_nc}, {d.height}, "
-                f"{d.width}) ({d.label_classes} labels{' + dontcare' if d.dontcare else ''} + instance edges), "
-                f"not {tuple(int(n) for n in seg.shape)}; build it with gzoo.models.spade.label_map_to_input"
-            )
 
     def remove_spectral_norm(self) -> None:
         """Fold spectral norm into plain weights, as GAN Compression does before distillation and export."""

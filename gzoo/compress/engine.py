@@ -3,7 +3,8 @@
 A method describes one training step as a function of the step number that returns the objective of each
 optimiser (already detached where the originals detach) and the loss terms to log; or, for a step of several
 updates in an order (OMGD: the discriminator, then the teachers, then the student), a generator that yields
-one such pair per update and sees the modules already updated by the ones before. The engine does the rest:
+one such pair per update and sees the modules already updated by the ones before (a pair with no objectives
+only logs its terms: what a step measures after its updates, e.g. a score). The engine does the rest:
 
 - one optimiser per group of modules (Adam with the recipe's lr and betas by default, or SGD with momentum),
   the originals' linear decay to zero;
@@ -352,7 +353,8 @@ class Trainer:
             if update is None:
                 return terms
             objectives, logged = update
-            self._update(objectives, list(objectives))
+            if objectives:  # none: terms measured after the step's updates
+                self._update(objectives, list(objectives))
             terms.update(logged)
 
     def _update(self, objectives: dict[str, torch.Tensor], names: list[str]) -> None:

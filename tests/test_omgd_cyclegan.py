@@ -24,7 +24,7 @@ from gzoo.compress.pipeline import compress
 from gzoo.compress.recipe import load_recipe
 from gzoo.data.modeldir import save_model_dir
 from gzoo.errors import GzooError
-from gzoo.models import create_model
+from gzoo.models import create_model, load_model_dir
 from gzoo.models.patchgan import PatchGanDiscriminator
 
 RECIPES = Path(__file__).resolve().parent.parent / "recipes"
@@ -76,17 +76,23 @@ def _log(run: Path) -> list[dict]:
 
 
 class ScriptedFid:
-    """Stands in for HeldOutScorer (``scorer``): its scorer returns the given FIDs in turn and keeps the teacher
-    weights it scored."""
+    """Stands in for HeldOutScorer (``scorer``): its scorer returns the given FIDs in turn, the teacher's
+    (ngf 8) and the student's (ngf 4) apart (1.0 for every student when none are given), and keeps the weights
+    it scored."""
 
-    def __init__(self, scores: list[float]) -> None:
+    def __init__(self, scores: list[float], student: list[float] | None = None) -> None:
         self.scores, self.scored = list(scores), []
+        self.student_scores, self.student_scored = student, []
 
     def scorer(self, *args, **kwargs) -> Callable[[torch.nn.Module], float]:
         return self.score
 
     def score(self, model: torch.nn.Module) -> float:
-        self.scored.append({k: v.clone() for k, v in model.state_dict().items()})
+        weights = {k: v.clone() for k, v in model.state_dict().items()}
+        if next(iter(weights.values())).shape[0] == 4:  # the student's first convolution: ngf 4
+            self.student_scored.append(weights)
+            return 1.0 if self.student_scores is None else self.student_scores[len(self.student_scored) - 1]
+        self.scored.append(weights)
         return self.scores[len(self.scored) - 1]
 
 
@@ -253,6 +259,33 @@ def test_the_teacher_of_the_best_fid_so_far_trains_the_student(tmp_path, unpaire
     assert summary["teacher_fid"]["scores"] == scores  # also in the run summary and the student's lineage
 
 
+def test_the_best_scored_student_is_exported_not_the_last(tmp_path, unpaired, tiny_teacher, monkeypatch):
+    """Two phases of 2 student steps, the student scored after each: the second of 4 scores best, so the
+    exported student holds the weights scored then (the end of the first phase), not the final ones; its FIDs are
+    in done.json, the summary and the lineage, and the logged fid_student lines are the steps it was scored at."""
+    fid = ScriptedFid([4.0, 3.0], student=[6.0, 2.0, 5.0, 2.5])
+    monkeypatch.setattr(omgd, "HeldOutScorer", fid.scorer)
+    recipe = load_recipe(H2Z, tiny(unpaired, 2, 1, 2), teacher=str(tiny_teacher))
+    summary = compress(recipe, tmp_path / "run", lambda: tiny_teacher)
+    assert len(fid.scored) == 2 and len(fid.student_scored) == 4
+    assert all(any(not torch.equal(v, later[k]) for k, v in earlier.items())  # the student trained in between
+               for earlier, later in zip(fid.student_scored, fid.student_scored[1:], strict=False))
+    exported = load_model_dir(Path(summary["student"]))
+    state, final = exported.state_dict(), _modules(tmp_path / "run")
+    for key, value in fid.student_scored[1].items():
+        assert torch.equal(state[key], value), key
+        assert torch.equal(final["student_best"][key], value), key
+    assert any(not torch.equal(v, final["student"][k]) for k, v in state.items())  # not the last student
+    expected = {"after_student_steps": [1, 2, 3, 4], "scores": [6.0, 2.0, 5.0, 2.5], "best": 2.0,
+                "best_after_student_steps": 2, "exported": "best"}
+    done = json.loads((tmp_path / "run" / "distill" / "done.json").read_text())
+    config = json.loads((Path(summary["student"]) / "config.json").read_text())
+    assert done["student_fid"] == summary["student_fid"] == config["lineage"]["student_fid"] == expected
+    # T, then the phase's 2 student steps each scored after its update; twice
+    assert [(r["step"], r["fid_student"]) for r in _log(tmp_path / "run") if "fid_student" in r] == \
+        [(2, 6.0), (3, 2.0), (5, 5.0), (6, 2.5)]
+
+
 def test_a_short_run_learns_and_repeats_with_its_seed(tmp_path, unpaired, tiny_teacher, monkeypatch):
     """One teacher step, then 12 student steps from that fixed teacher: the student's loss falls; the same seed
     gives the same losses, another seed others."""
@@ -298,7 +331,13 @@ def test_a_killed_run_resumes_to_the_same_student_and_fids(tmp_path, unpaired, t
     fids = done["teacher_fid"]
     assert fids["after_teacher_steps"] == [2, 4] and all(s > 0 for s in fids["scores"])
     assert fids["best"] == min(fids["scores"])
+    student = done["student_fid"]  # scored after each phase's 2 steps (eval_every 2, n_dis 1)
+    assert student["after_student_steps"] == [2, 4] and all(s > 0 for s in student["scores"])
+    assert student["best"] == min(student["scores"]) and student["exported"] == "best"
     final, again = _modules(tmp_path / "whole"), _modules(run)
+    exported = load_model_dir(tmp_path / "whole" / "student").state_dict()
+    for key, value in final["student_best"].items():
+        assert torch.equal(exported[key], value), key
     for name, module in final.items():
         for key, value in module.items():
             assert torch.equal(value, again[name][key]), f"{name}.{key}"

@@ -26,7 +26,9 @@ GAN + lambda_cycle * cycle + lambda_cycle * lambda_identity * identity L1, image
 inputs against ``cycle.reference`` (domain B's statistics); the weights of the best so far then teach the student
 for ``n_dis * eval_every`` steps, by the student terms above from that one teacher (channel distillation
 included), with no ground truth and no discriminator; then the teachers go on. The student's learning rate is the
-teacher's at the end of the phase before (the original's schedulers step per teacher epoch).
+teacher's at the end of the phase before (the original's schedulers step per teacher epoch). The student is scored
+by the same FID after every ``eval_every`` of its steps (``n_dis`` times a phase, the last at its end, as the
+original's ``evaluate_student_model``); the best scored student is the one exported.
 """
 
 import copy
@@ -502,7 +504,7 @@ class Alternation(Schedule):
 
 
 class BestFid(nn.Module):
-    """The teacher's FID at each evaluation and the best so far, in buffers: a checkpoint holds them."""
+    """A generator's FID at each evaluation and the best so far, in buffers: a checkpoint holds them."""
 
     def __init__(self, evaluations: int) -> None:
         super().__init__()
@@ -533,9 +535,13 @@ def _distill_cycle(run: Run, results: dict) -> dict:
     schedule = Alternation(length.constant, length.decay, length.step_size, length.gamma, cycle.eval_every,
                            training.n_dis * cycle.eval_every)
     fids = BestFid(len(schedule.evaluations))
+    # The student is scored after every eval_every of its steps (the original's evaluate_student_model at every
+    # save_epoch_freq-th student epoch, the last of a phase included): n_dis times a phase; the best is exported.
+    student_best = copy.deepcopy(student)
+    student_fids = BestFid(len(schedule.evaluations) * training.n_dis)
     modules = {"teacher_a": pair.forward, "teacher_b": pair.backward, "discriminator_a": pair.disc_a,
                "discriminator_b": pair.disc_b, "pool_a": pair.pool_a, "pool_b": pair.pool_b, "teacher_best": best,
-               "fid": fids, "student": student}
+               "fid": fids, "student": student, "student_best": student_best, "student_fid": student_fids}
     groups = {"G": ["teacher_a", "teacher_b"], "D": ["discriminator_a", "discriminator_b"], "G_student": ["student"]}
     taps = [FeatureTaps(model, list(TAPS["resnet"])) for model in (student, best)] if training.lambda_cd > 0 else []
     if taps:
@@ -547,30 +553,23 @@ def _distill_cycle(run: Run, results: dict) -> dict:
         .to(processes.device)
     scorer: list[HeldOutScorer] = []  # built at the first evaluation (it loads Inception and the reference)
 
-    def evaluate(index: int) -> float:
+    def evaluate(model: nn.Module, index: int, record: BestFid, keep: nn.Module) -> float:
+        """FID of ``model`` (A -> B) on the held-out inputs; its weights go to ``keep`` when the best so far."""
         if not scorer:
             inputs, names = held_out_inputs(recipe.data, run.data.splits, size)
             scorer.append(HeldOutScorer("fid", inputs[:cycle.max_images], names[:cycle.max_images], FID_BATCH,
                                         processes.device, reference=_fid_reference(recipe)))
-        pair.forward.eval()
+        model.eval()
         try:
             with torch.autocast(processes.device.type, enabled=False):
-                score = scorer[0](pair.forward)
+                score = scorer[0](model)
         finally:
-            pair.forward.train()
-        if fids.record(index, score):
-            best.load_state_dict(pair.forward.state_dict())
+            model.train()
+        if record.record(index, score):
+            keep.load_state_dict(model.state_dict())
         return score
 
-    def training_step(step: int) -> StepResult | Iterator[StepResult]:
-        phase = schedule.phase(step)
-        if not phase.student:
-            batch = run.data.batch(phase.step, training.batch_size, training.seed, processes.rank,
-                                   processes.world_size)
-            rng = random.Random(f"{training.seed}:pool:{phase.step}:{processes.rank}")
-            return pair.updates(batch.inputs.to(processes.device), batch.targets.to(processes.device), rng)
-        first = phase.step == phase.index * schedule.student_steps
-        score = evaluate(phase.index) if first else None  # before the phase's first step, as the original
+    def student_step(phase: Phase, score: float | None) -> Iterator[StepResult]:
         # The student's batches continue after the teacher's (other passes over the data, its own order); their
         # domain-B images are never read.
         batch = run.data.batch(schedule.teacher_steps + phase.step, training.batch_size, training.seed,
@@ -585,19 +584,42 @@ def _distill_cycle(run: Run, results: dict) -> dict:
         objectives = {"G_student": sum(terms.values())}
         if score is not None:
             terms["fid_teacher"] = torch.tensor(score)
-        return objectives, terms
+        yield objectives, terms
+        done = phase.step + 1  # student steps over all phases, this one's update included
+        if done % cycle.eval_every == 0:  # after the update, as the original scores at the end of an epoch
+            yield {}, {"fid_student": torch.tensor(evaluate(student, done // cycle.eval_every - 1, student_fids,
+                                                            student_best))}
+
+    def training_step(step: int) -> StepResult | Iterator[StepResult]:
+        phase = schedule.phase(step)
+        if not phase.student:
+            batch = run.data.batch(phase.step, training.batch_size, training.seed, processes.rank,
+                                   processes.world_size)
+            rng = random.Random(f"{training.seed}:pool:{phase.step}:{processes.rank}")
+            return pair.updates(batch.inputs.to(processes.device), batch.targets.to(processes.device), rng)
+        first = phase.step == phase.index * schedule.student_steps
+        # the teacher is scored before the phase's first step, as the original
+        score = evaluate(pair.forward, phase.index, fids, best) if first else None
+        return student_step(phase, score)
 
     try:
         run.train("distill", recipe.stages.distill, modules, groups, training_step, schedule)
     finally:
         for tap in taps:
             tap.remove()
-    state = run.final_state("distill")["fid"]
-    index = int(state["best_index"])
+    final = run.final_state("distill")
+    state, scored = final["fid"], final["student_fid"]
+    index, student_index = int(state["best_index"]), int(scored["best_index"])
+    student_evaluations = [cycle.eval_every * (i + 1) for i in range(len(student_fids.scores))]
     return {"teachers": {"a": _describe(recipe, "wide") | {"cycle_gan": True}},
             "teacher_fid": {"after_teacher_steps": schedule.evaluations, "scores": state["scores"].tolist(),
                             "best": float(state["best"]), "best_after_teacher_steps":
-                                schedule.evaluations[index] if index >= 0 else None}}
+                                schedule.evaluations[index] if index >= 0 else None},
+            # the exported student: the best scored (the last when no score is a number)
+            "student_fid": {"after_student_steps": student_evaluations, "scores": scored["scores"].tolist(),
+                            "best": float(scored["best"]), "best_after_student_steps":
+                                student_evaluations[student_index] if student_index >= 0 else None,
+                            "exported": "best" if student_index >= 0 else "last"}}
 
 
 def _describe(recipe: Recipe, name: str) -> dict:
@@ -613,9 +635,12 @@ def _export(run: Run, results: dict) -> Exported:
     recipe = run.recipe
     arch = ARCHS[recipe.student.family][0]
     arch_args = {"ngf": recipe.student.ngf, "norm": _norm(recipe)}
-    state = run.final_state("distill")["student"]
+    modules = run.final_state("distill")
+    best = results["distill"].get("student_fid", {}).get("exported") == "best"  # the CycleGAN setting
+    state = modules["student_best" if best else "student"]
     size = recipe.data.crop_size
-    facts = {key: results["distill"][key] for key in ("teachers", "teacher_fid") if key in results["distill"]}
+    facts = {key: results["distill"][key] for key in ("teachers", "teacher_fid", "student_fid")
+             if key in results["distill"]}
     return Exported(arch, arch_args, state, (size, size), lineage=facts, summary=facts)
 
 

@@ -6,10 +6,8 @@ import copy
 import json
 import math
 import os
-import signal
 import subprocess
 import sys
-import time
 from itertools import pairwise
 from pathlib import Path
 
@@ -18,6 +16,7 @@ import pytest
 import torch
 import yaml
 from photos import photo_crops
+from processes import kill_when
 from torch import nn
 
 from gzoo.compress.bit_goes_down import (
@@ -238,13 +237,7 @@ def test_a_run_killed_mid_layer_resumes_to_the_same_student(tiny_run, tmp_path):
     run = tmp_path / "run"
     env = {**os.environ, "GZOO_HOME": str(root / "home")}
     command = [sys.executable, "-m", "gzoo", "compress", str(recipe), "-o", str(run)]
-    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 600
-    while not (run / "quantize" / "model.10.conv_block.1" / "checkpoint.pt").is_file():
-        assert process.poll() is None and time.monotonic() < deadline
-        time.sleep(0.02)
-    process.send_signal(signal.SIGKILL)
-    process.wait()
+    kill_when(command, env, (run / "quantize" / "model.10.conv_block.1" / "checkpoint.pt").is_file, 600)
     assert not (run / "quantize" / "layers" / "model.10.conv_block.1.pt").exists()
     resumed = subprocess.run([*command, "--resume", "--json"], env=env, capture_output=True, text=True, timeout=900)
     assert resumed.returncode == 0, resumed.stderr

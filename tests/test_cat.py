@@ -3,15 +3,13 @@ teacher on vintagify's outputs, CycleGAN teacher on unpaired photos) that learn 
 
 import json
 import os
-import signal
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 import torch
 import yaml
+from processes import kill_when
 from torch import nn
 
 from gzoo.compress.cat import (
@@ -412,15 +410,9 @@ def test_a_cycle_gan_teacher_resumes_with_its_image_pools(tmp_path, gzoo_home):
 def test_the_cat_demo_is_10x_smaller_than_vintagify_3_db_above_identity_and_resumes(tmp_path, run_gzoo, gzoo_home):
     run = tmp_path / "run"
     command = [sys.executable, "-m", "gzoo", "compress", str(DEMO), "-o", str(run)]
-    process = subprocess.Popen(command, env={**os.environ, "GZOO_HOME": str(gzoo_home)},
-                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 3600
-    while not (run / "distill" / "checkpoint.pt").is_file():  # killed inside the distillation
-        assert process.poll() is None, process.stderr.read()
-        assert time.monotonic() < deadline
-        time.sleep(0.5)
-    process.send_signal(signal.SIGKILL)
-    process.wait()
+    # Killed inside the distillation.
+    kill_when(command, {**os.environ, "GZOO_HOME": str(gzoo_home)}, (run / "distill" / "checkpoint.pt").is_file,
+              3600, poll=0.5)
     result = run_gzoo("compress", str(DEMO), "-o", str(run), "--resume", "--json", timeout=3600)
     assert result.returncode == 0, result.stderr
     summary = json.loads(result.stdout)

@@ -2,14 +2,13 @@
 
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 import torch
+from processes import kill_when
 from torch import nn
 
 from gzoo.compress.engine import Processes, Schedule, Trainer, TrainingSettings
@@ -223,14 +222,7 @@ def test_demo_recipe_runs_end_to_end_resumes_and_reaches_the_leaderboard(tmp_pat
     run = tmp_path / "run"
     command = [sys.executable, "-m", "gzoo", "compress", str(DEMO), "-o", str(run), *TINY]
     env = {**os.environ, "GZOO_HOME": str(gzoo_home)}
-    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 240
-    while not (run / "supernet" / "checkpoint.pt").is_file():  # killed inside the supernet stage
-        assert process.poll() is None, process.stderr.read()
-        assert time.monotonic() < deadline
-        time.sleep(0.02)
-    process.send_signal(signal.SIGKILL)
-    process.wait()
+    kill_when(command, env, (run / "supernet" / "checkpoint.pt").is_file, 240)  # inside the supernet stage
     killed_log = _log(run)
     assert not (run / "supernet" / "done.json").exists()
 

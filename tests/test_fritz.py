@@ -4,10 +4,8 @@ demo at full size is tests/test_fritz_demo_full.py (opt-in)."""
 
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 from importlib.resources import files
 from pathlib import Path
 
@@ -16,6 +14,7 @@ import pytest
 import torch
 import yaml
 from PIL import Image
+from processes import kill_when
 from skimage import data as skdata
 
 from gzoo import api
@@ -232,14 +231,8 @@ def test_a_killed_run_resumes_to_the_result_of_an_uninterrupted_one(tmp_path, te
     command = [sys.executable, "-m", "gzoo", "compress", str(DEMO), "-o", str(run),
                *(f"--set={o}" for o in overrides)]
     env = {**os.environ, "GZOO_HOME": str(gzoo_home)}
-    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 240
-    while not (run / "log.jsonl").is_file() or len((run / "log.jsonl").read_text().splitlines()) < 17:
-        assert process.poll() is None, process.stderr.read()
-        assert time.monotonic() < deadline
-        time.sleep(0.02)
-    process.send_signal(signal.SIGKILL)
-    process.wait(timeout=60)
+    log = run / "log.jsonl"
+    kill_when(command, env, lambda: log.is_file() and len(log.read_text().splitlines()) >= 17, 240)
     saved = torch.load(run / "train" / "checkpoint.pt", weights_only=True)["step"]
     assert 15 <= saved < 80
     resumed = subprocess.run([*command, "--resume", "--json"], env=env, capture_output=True, text=True, timeout=300)

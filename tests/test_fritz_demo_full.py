@@ -4,13 +4,12 @@
 
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
+from processes import kill_when
 
 DEMO = Path(__file__).resolve().parent.parent / "recipes" / "demo" / "styletransfer_fritz.yaml"
 
@@ -35,13 +34,8 @@ def test_the_fritz_demo_8bit_student_is_closer_to_the_teacher_than_identity_and_
     run = tmp_path / "killed"
     command = [sys.executable, "-m", "gzoo", "compress", str(DEMO), "-o", str(run)]
     env = {**os.environ, "GZOO_HOME": str(gzoo_home)}
-    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 1800
-    while not (run / "log.jsonl").is_file() or len((run / "log.jsonl").read_text().splitlines()) < 75:
-        assert process.poll() is None and time.monotonic() < deadline
-        time.sleep(0.5)
-    process.send_signal(signal.SIGKILL)
-    process.wait(timeout=60)
+    log = run / "log.jsonl"
+    kill_when(command, env, lambda: log.is_file() and len(log.read_text().splitlines()) >= 75, 1800, poll=0.5)
     resumed = subprocess.run([*command, "--resume", "--json"], env=env, capture_output=True, text=True, timeout=1800)
     assert resumed.returncode == 0, resumed.stderr
     again = json.loads(resumed.stdout)

@@ -4,7 +4,6 @@ and runs on the pipeline resume exactly, refuse VGG16 offline at once and match 
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -17,6 +16,7 @@ import yaml
 from offline import refuse_network
 from photos import photo, photo_crops
 from PIL import Image
+from processes import kill_when
 
 from gzoo.compress import perceptual
 from gzoo.compress.losses import ssim, ssim_map
@@ -268,15 +268,9 @@ def test_a_killed_run_resumes_to_the_same_student_and_numbers(tmp_path, run_gzoo
     assert whole.returncode == 0, whole.stderr
     run = tmp_path / "killed"
     env = {**offline_inception, "GZOO_HOME": str(gzoo_home)}
-    process = subprocess.Popen([sys.executable, "-m", "gzoo", "compress", str(DEMO), "-o", str(run), *longer],
-                               env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 240
-    while not (run / "distill" / "checkpoint.pt").is_file():  # the step-2 checkpoint: killed in the middle
-        assert process.poll() is None, process.stderr.read()
-        assert time.monotonic() < deadline
-        time.sleep(0.02)
-    process.send_signal(signal.SIGKILL)
-    process.wait()
+    # Killed in the middle, at the step-2 checkpoint.
+    kill_when([sys.executable, "-m", "gzoo", "compress", str(DEMO), "-o", str(run), *longer], env,
+              (run / "distill" / "checkpoint.pt").is_file, 240)
     assert not (run / "distill" / "done.json").exists()
     resumed = run_gzoo("compress", str(DEMO), "-o", str(run), "--resume", "--json", *longer)
     assert resumed.returncode == 0, resumed.stderr

@@ -5,10 +5,7 @@ student."""
 
 import json
 import os
-import signal
-import subprocess
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -16,6 +13,7 @@ import pytest
 import torch
 import yaml
 from photos import photo_crops, write_images
+from processes import kill_when
 
 from gzoo.compress import omgd
 from gzoo.compress.data import TrainingData
@@ -312,15 +310,9 @@ def test_a_killed_run_resumes_to_the_same_student_and_fids(tmp_path, unpaired, t
     assert whole.returncode == 0, whole.stderr
     run = tmp_path / "killed"
     env = {**os.environ, "GZOO_HOME": str(gzoo_home), "GZOO_INCEPTION_WEIGHTS": offline_inception}
-    process = subprocess.Popen([sys.executable, "-m", "gzoo", *args, "-o", str(run)], env=env,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 240
-    while not (run / "distill" / "checkpoint.pt").is_file():  # step 3: after the first evaluation
-        assert process.poll() is None, process.stderr.read()
-        assert time.monotonic() < deadline
-        time.sleep(0.02)
-    process.send_signal(signal.SIGKILL)
-    process.wait()
+    # Killed at step 3, after the first evaluation.
+    kill_when([sys.executable, "-m", "gzoo", *args, "-o", str(run)], env, (run / "distill" / "checkpoint.pt").is_file,
+              240)
     assert not (run / "distill" / "done.json").exists()
     resumed = run_gzoo(*args, "-o", str(run), "--resume", "--json")
     assert resumed.returncode == 0, resumed.stderr

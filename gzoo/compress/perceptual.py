@@ -37,7 +37,7 @@ VGG16_LAYERS = (64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512)  
 INCEPTION_LAYERS = ("Conv2d_1a_3x3", "Conv2d_2a_3x3", "Conv2d_2b_3x3", "MaxPool_1", "Conv2d_3b_1x1",
                     "Conv2d_4a_3x3", "MaxPool_2", "Mixed_5b", "Mixed_5c", "Mixed_5d")
 INCEPTION_TAPS = ("Conv2d_2a_3x3", "Conv2d_2b_3x3", "Conv2d_4a_3x3", "Mixed_5d")
-INCEPTION_MIN_SIZE = 27  # Conv2d_4a_3x3 and the max pool after it, unpadded, need a 3x3 map
+INCEPTION_MIN_SIZE = 27  # MaxPool_2 (3x3, unpadded) needs a 3x3 map out of Conv2d_4a_3x3
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 PROBE_SECONDS = 3.0  # how long a download may take to find the server before gzoo calls itself offline

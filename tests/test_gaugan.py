@@ -1,0 +1,52 @@
+"""GauGAN's training blocks: SPADE's multi-scale discriminator (parameters counted by hand, the original's
+state-dict keys, every stage's output shape at 512x256)."""
+
+import pytest
+import torch
+
+from gzoo.models.patchgan import MultiscaleDiscriminator
+
+LABELS = 36  # cityscapes: 35 label ids + the instance edge map
+SIZE = (256, 512)
+
+
+def count_params(module: torch.nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+def test_multiscale_discriminator_parameters_by_hand():
+    # One scale: a 4x4 conv 39->64 with bias; 64->128->256->512 without bias (spectral norm + instance norm after
+    # them: weight_orig only, u and v are buffers); 512->1 with bias. Two identical scales.
+    one_scale = (39 * 64 * 16 + 64) + 64 * 128 * 16 + 128 * 256 * 16 + 256 * 512 * 16 + (512 * 16 + 1)
+    assert count_params(MultiscaleDiscriminator(LABELS + 3)) == 2 * one_scale == 5_601_410
+    # A fifth layer stays at 512 (the cap is 512 channels, not 8 * ndf), three scales.
+    deeper = one_scale - 512 * 16 - 1 + 512 * 512 * 16 + 512 * 16 + 1
+    assert count_params(MultiscaleDiscriminator(LABELS + 3, n_layers=5, num_d=3)) == 3 * deeper
+
+
+def test_multiscale_discriminator_keys_are_the_originals():
+    state = MultiscaleDiscriminator(LABELS + 3, ndf=8).state_dict()
+    assert list(state)[:6] == ["discriminator_0.model0.0.weight", "discriminator_0.model0.0.bias",
+                               "discriminator_0.model1.0.0.weight_orig", "discriminator_0.model1.0.0.weight_u",
+                               "discriminator_0.model1.0.0.weight_v", "discriminator_0.model2.0.0.weight_orig"]
+    assert state["discriminator_1.model3.0.0.weight_v"].shape == (32 * 4 * 4,)  # spectral norm's input vector
+    assert state["discriminator_1.model3.0.0.weight_u"].shape == (64,)
+    assert "discriminator_0.model1.0.0.bias" not in state
+    assert list(state)[-2:] == ["discriminator_1.model4.0.weight", "discriminator_1.model4.0.bias"]
+    spectral_only = MultiscaleDiscriminator(LABELS + 3, ndf=8, norm="spectral").state_dict()
+    assert "discriminator_0.model1.0.bias" in spectral_only  # no norm after it: the conv keeps its bias
+    with pytest.raises(ValueError, match="norm_D"):
+        MultiscaleDiscriminator(LABELS + 3, norm="spectralgroup")
+
+
+def test_multiscale_discriminator_outputs_every_stage_at_both_scales():
+    torch.manual_seed(0)
+    discriminator = MultiscaleDiscriminator(LABELS + 3, ndf=8)
+    with torch.no_grad():
+        predictions = discriminator(torch.randn(2, LABELS + 3, *SIZE))
+    # 4x4 convs with padding 2: stride 2 maps h to h // 2 + 1, stride 1 to h + 1. The second scale starts from
+    # the 3x3 / 2 average pool with padding 1 of 256x512: 128x256.
+    assert [[tuple(t.shape) for t in scale] for scale in predictions] == [
+        [(2, 8, 129, 257), (2, 16, 65, 129), (2, 32, 33, 65), (2, 64, 34, 66), (2, 1, 35, 67)],
+        [(2, 8, 65, 129), (2, 16, 33, 65), (2, 32, 17, 33), (2, 64, 18, 34), (2, 1, 19, 35)]]
+    assert all(float(t.min()) < 0 for scale in predictions for t in scale[:-1])  # LeakyReLU 0.2, not ReLU

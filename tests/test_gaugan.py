@@ -1,9 +1,11 @@
 """GauGAN's training blocks: SPADE's multi-scale discriminator (parameters counted by hand, the original's
-state-dict keys, every stage's output shape at 512x256)."""
+state-dict keys, every stage's output shape at 512x256); its GAN and feature-matching losses against direct
+computations."""
 
 import pytest
 import torch
 
+from gzoo.compress.losses import feature_matching, multiscale_gan_loss
 from gzoo.models.patchgan import MultiscaleDiscriminator
 
 LABELS = 36  # cityscapes: 35 label ids + the instance edge map
@@ -50,3 +52,42 @@ def test_multiscale_discriminator_outputs_every_stage_at_both_scales():
         [(2, 8, 129, 257), (2, 16, 65, 129), (2, 32, 33, 65), (2, 64, 34, 66), (2, 1, 35, 67)],
         [(2, 8, 65, 129), (2, 16, 33, 65), (2, 32, 17, 33), (2, 64, 18, 34), (2, 1, 19, 35)]]
     assert all(float(t.min()) < 0 for scale in predictions for t in scale[:-1])  # LeakyReLU 0.2, not ReLU
+
+
+def random_predictions(seed: int, scales: int = 3, stages: int = 4) -> list[list[torch.Tensor]]:
+    """A multi-scale discriminator's output shape for shape: per scale, stages of shrinking maps."""
+    generator = torch.Generator().manual_seed(seed)
+    return [[torch.randn(2, 4, 12 // (s + 1) + k, 10 // (s + 1) + k, generator=generator) * 2
+             for k in range(stages)] for s in range(scales)]
+
+
+def test_multiscale_gan_loss_averages_each_scales_prediction():
+    predictions = random_predictions(0)
+    lasts = [scale[-1] for scale in predictions]
+    zero = torch.zeros(())
+    # SPADE's hinge, written as the original writes it: -mean(min(p - 1, 0)) for real, -mean(min(-p - 1, 0)).
+    hinge_real = sum(-torch.minimum(p - 1, zero).mean() for p in lasts) / 3
+    hinge_fake = sum(-torch.minimum(-p - 1, zero).mean() for p in lasts) / 3
+    torch.testing.assert_close(multiscale_gan_loss("hinge", predictions, True), hinge_real)
+    torch.testing.assert_close(multiscale_gan_loss("hinge", predictions, False), hinge_fake)
+    torch.testing.assert_close(multiscale_gan_loss("hinge", predictions, True, for_discriminator=False),
+                               -sum(p.mean() for p in lasts) / 3)
+    torch.testing.assert_close(multiscale_gan_loss("lsgan", predictions, False),
+                               sum((p ** 2).mean() for p in lasts) / 3)
+    assert float(hinge_real) != pytest.approx(float(hinge_fake))  # the two sides are told apart
+
+
+def test_feature_matching_is_the_intermediate_l1_per_scale():
+    fake, real = random_predictions(1), random_predictions(2)
+    for t in [t for scale in fake + real for t in scale]:
+        t.requires_grad_(True)
+    by_hand = torch.zeros(())
+    for fake_scale, real_scale in zip(fake, real, strict=True):
+        for f, r in zip(fake_scale[:3], real_scale[:3], strict=True):  # the 4th stage is the prediction
+            by_hand = by_hand + (f - r).abs().sum() / f.numel()
+    loss = feature_matching(fake, real)
+    torch.testing.assert_close(loss, by_hand / 3)
+    loss.backward()
+    assert all(t.grad is None for scale in real for t in scale)  # the real side is a target
+    assert all(scale[-1].grad is None for scale in fake)  # predictions are not matched
+    assert all(float(t.grad.abs().sum()) > 0 for scale in fake for t in scale[:-1])

@@ -1,7 +1,9 @@
 """The losses the compression methods combine, by name (the names recipes use).
 
 - GAN losses, as the originals' ``GANLoss``: ``lsgan`` (MSE to 1 / 0), ``vanilla`` (BCE with logits),
-  ``hinge`` (discriminator: relu(1 - real) + relu(1 + fake); generator: -fake).
+  ``hinge`` (discriminator: relu(1 - real) + relu(1 + fake); generator: -fake). Over a multi-scale
+  discriminator's outputs (GauGAN's), the average over scales of the loss on each scale's prediction.
+- GauGAN's feature matching: L1 between the discriminator's intermediate outputs on generated and real images.
 - Reconstruction losses: ``l1``, ``l2``, ``smooth_l1``.
 - GAN Compression's distillation: MSE between each teacher feature and the student's feature mapped by a
   learnable 1x1 conv, summed over the taps.
@@ -46,6 +48,25 @@ RECON_LOSSES: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = 
 def gan_loss(mode: str, prediction: torch.Tensor, real: bool, for_discriminator: bool = True) -> torch.Tensor:
     """The GAN loss of ``mode`` for a discriminator's prediction, as the discriminator or the generator sees it."""
     return GAN_LOSSES[mode](prediction, real, for_discriminator)
+
+
+MultiscalePrediction = Sequence[Sequence[torch.Tensor]]  # per scale, every stage's output; the last predicts
+
+
+def multiscale_gan_loss(mode: str, predictions: MultiscalePrediction, real: bool,
+                        for_discriminator: bool = True) -> torch.Tensor:
+    """``gan_loss`` averaged over a multi-scale discriminator's scales, each judged by its last output (SPADE's
+    ``GANLoss`` on a list; the original has this for hinge only, the other modes follow the same rule)."""
+    return sum(gan_loss(mode, scale[-1], real, for_discriminator) for scale in predictions) / len(predictions)
+
+
+def feature_matching(fake: MultiscalePrediction, real: MultiscalePrediction) -> torch.Tensor:
+    """GauGAN's ``loss_G_feat`` before lambda_feat: L1 between every intermediate output (all but the
+    prediction) on generated and on real images, summed over stages and scales and divided by the scales. The
+    real side is a target: no gradient flows through it."""
+    total = sum(F.l1_loss(f, r.detach()) for fake_scale, real_scale in zip(fake, real, strict=True)
+                for f, r in zip(fake_scale[:-1], real_scale[:-1], strict=True))
+    return total / len(fake)
 
 
 def distillation_loss(student: Sequence[torch.Tensor], teacher: Sequence[torch.Tensor],

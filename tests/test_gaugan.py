@@ -212,6 +212,24 @@ def test_each_objective_moves_only_its_own_network():
     assert all(float(p.grad.abs().sum()) > 0 for p in model.discriminator.parameters())
 
 
+def test_the_discriminator_judges_the_updated_generators_image():
+    model, generator = gaugan(), tiny_generator()
+    model.discriminator.eval()  # a fixed spectral norm, so the two computations below can be compared
+    seg, real = label_batch(1, (32, 64))
+    step = model.updates(generator, seg, real)
+    objectives, terms = next(step)
+    assert set(objectives) == {"G"} and set(terms) == {"G_gan", "G_feat", "G_vgg"}
+    torch.testing.assert_close(objectives["G"], terms["G_gan"] + terms["G_feat"] + terms["G_vgg"])
+    with torch.no_grad():  # what the engine does between the two updates: here, a visible change of G
+        generator[-2].bias += 0.5
+    objectives, terms = next(step)
+    assert set(objectives) == {"D"}
+    with torch.no_grad():
+        expected = model.discriminator_terms(seg, generator(seg), real)
+    torch.testing.assert_close(terms, expected)
+    torch.testing.assert_close(objectives["D"], expected["D_fake"] + expected["D_real"])  # no 1/2
+
+
 def test_ttur_groups_are_create_optimizers():
     settings = GauGanSettings()
     assert (settings.lambda_feat, settings.lambda_vgg, settings.num_d, settings.norm_d, settings.ttur,

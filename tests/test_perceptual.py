@@ -82,7 +82,7 @@ def test_vgg19_taps_are_spades_slices_of_torchvisions(empty_hub):
                                                   (512, 4, 4)]
     for a, b in zip(ours, theirs, strict=True):
         torch.testing.assert_close(a, b)
-    assert float(ours[0].sub(theirs[0]).abs().max()) == 0 and float(ours[0].max()) > 0
+    assert float(ours[0].max()) > 0  # the image's features, not an empty map
 
 
 @pytest.mark.parametrize(("name", "file", "url"), [("vgg16", perceptual.VGG16_FILE, perceptual.VGG16_URL),

@@ -154,6 +154,7 @@ def vgg_weights_file(name: str = "vgg16") -> Path:
 
 
 def vgg16_weights_file() -> Path:
+    """Where VGG16's weights are (Fritz's ``auto`` asks whether they are there)."""
     return vgg_weights_file("vgg16")
 
 

@@ -48,7 +48,7 @@ class ImagePool(nn.Module):
 
     def query(self, images: torch.Tensor, rng: random.Random) -> torch.Tensor:
         if self.size == 0:
-            return images
+            return images.detach()  # the discriminators' update must not reach the generators' freed graph
         everyone = gather_batch(images.detach())
         shown = []
         for image, draw in zip(everyone, broadcast_list(self._draws(len(everyone), rng), images.device), strict=True):

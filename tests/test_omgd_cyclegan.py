@@ -442,27 +442,29 @@ def test_a_frozen_pretrained_teacher_teaches_the_student_the_phases_it_gets_besi
 def test_the_students_update_depends_on_the_pretrained_teacher_not_on_domain_b(tmp_path, unpaired, tiny_teacher,
                                                                              pretrained, monkeypatch):
     """One student step from a frozen teacher: every B image changed, the student and connectors end the same;
-    another teacher, they end otherwise."""
+    another teacher (another directory, or the recipe's teacher: wide_from: teacher), they end otherwise."""
     original_batch = TrainingData.batch
 
     def other_b(self, *args, **kwargs):
         drawn = original_batch(self, *args, **kwargs)
         return type(drawn)(drawn.inputs, -drawn.targets.flip(3), drawn.keys)
 
-    states = {}
-    for name, seed, batch in (("as-is", 5, original_batch), ("other-b", 5, other_b), ("other-teacher", 6,
-                                                                                      original_batch)):
+    states, summaries = {}, {}
+    for name, source, batch in (("as-is", pretrained(5), original_batch), ("other-b", pretrained(5), other_b),
+                                ("other-teacher", pretrained(6), original_batch),
+                                ("recipe-teacher", "teacher", original_batch)):
         monkeypatch.setattr(TrainingData, "batch", batch)
         monkeypatch.setattr(omgd, "HeldOutScorer", ScriptedFid([]).scorer)
-        recipe = load_recipe(H2Z, tiny(unpaired, 1, 1, 1, f"teachers.wide_from={pretrained(seed)}"),
-                             teacher=str(tiny_teacher))
-        compress(recipe, tmp_path / name, lambda: tiny_teacher)
+        recipe = load_recipe(H2Z, tiny(unpaired, 1, 1, 1, f"teachers.wide_from={source}"), teacher=str(tiny_teacher))
+        summaries[name] = compress(recipe, tmp_path / name, lambda: tiny_teacher)
         states[name] = _modules(tmp_path / name)
         assert [r["step"] for r in _log(tmp_path / name)] == [1]
     for module in ("student", "connectors"):
         same = states["as-is"][module]
         assert all(torch.equal(v, states["other-b"][module][k]) for k, v in same.items()), module
-        assert any(not torch.equal(v, states["other-teacher"][module][k]) for k, v in same.items()), module
+        for other in ("other-teacher", "recipe-teacher"):
+            assert any(not torch.equal(v, states[other][module][k]) for k, v in same.items()), (module, other)
+    assert summaries["recipe-teacher"]["teachers"] == {"a": {"from": str(tiny_teacher), "frozen": True}}
 
 
 def _config_only(directory: Path, arch: str, arch_args: dict | None = None) -> Path:

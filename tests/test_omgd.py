@@ -4,7 +4,6 @@ and runs on the pipeline resume exactly, refuse VGG16 offline at once and match 
 
 import json
 import os
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -16,7 +15,7 @@ import yaml
 from offline import refuse_network
 from photos import photo, photo_crops
 from PIL import Image
-from processes import kill_when
+from processes import alone_and_on_two, kill_when
 
 from gzoo.compress import perceptual
 from gzoo.compress.losses import ssim, ssim_map
@@ -301,14 +300,8 @@ def test_two_processes_give_the_first_step_losses_of_one(tmp_path, gzoo_home, of
     tiny = [*TINY, "--set", "training.batch_size=4", "--set", "stages.distill.steps=1",
             "--set", "stages.distill.steps_decay=0", "--set", "training.threads=1"]
     env = {**offline_inception, "GZOO_HOME": str(gzoo_home)}
-    single = subprocess.run([sys.executable, "-m", "gzoo", "compress", str(DEMO), "-o", str(tmp_path / "one"),
-                             *tiny], env=env, capture_output=True, text=True, timeout=300)
-    assert single.returncode == 0, single.stderr
+    single = alone_and_on_two(["compress", str(DEMO), *tiny], tmp_path / "one", tmp_path / "two", env)
     assert "student in " in single.stdout and "x fewer)" in single.stdout  # the printed table
-    double = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone",
-                             "--nproc_per_node", "2", "-m", "gzoo", "compress", str(DEMO), "-o", str(tmp_path / "two"),
-                             *tiny], env=env, capture_output=True, text=True, timeout=300)
-    assert double.returncode == 0, double.stderr[-3000:]
     one, two = _run_log(tmp_path / "one")[0], _run_log(tmp_path / "two")[0]
     terms = ("D", "G_gan_wide", "G_recon_wide", "G_gan_deep", "G_recon_deep", "G_ssim", "G_style", "G_feature",
              "G_tv", "G_cd")

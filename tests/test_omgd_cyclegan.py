@@ -13,14 +13,14 @@ import pytest
 import torch
 import yaml
 from photos import photo_crops, write_images
-from processes import kill_when
+from processes import alone_and_on_two, kill_when
 
 from gzoo.compress import omgd
 from gzoo.compress.data import TrainingData
 from gzoo.compress.omgd import Alternation
 from gzoo.compress.pipeline import compress
 from gzoo.compress.recipe import load_recipe
-from gzoo.data.modeldir import save_model_dir
+from gzoo.data.modeldir import read_weights, save_model_dir, sha256_of, weights_path
 from gzoo.errors import GzooError
 from gzoo.models import create_model, load_model_dir
 from gzoo.models.patchgan import PatchGanDiscriminator
@@ -94,6 +94,23 @@ class ScriptedFid:
         return self.scores[len(self.scored) - 1]
 
 
+@pytest.fixture
+def pretrained(tmp_path) -> Callable[[int], Path]:
+    """``pretrained(seed)``: a model directory of an A -> B mobile ResNet (ngf 8, batch norms, whose running
+    statistics a forward pass in training mode would move), to be the frozen teacher."""
+
+    def make(seed: int) -> Path:
+        torch.manual_seed(seed)
+        model = create_model("mobile_resnet_generator", ngf=8, norm="batch")
+        for name, buffer in model.named_buffers():  # statistics a pass in eval mode uses, unlike fresh ones
+            if name.endswith("running_var"):
+                buffer.uniform_(0.5, 2)
+        return save_model_dir(tmp_path / f"pretrained-{seed}", model.state_dict(),
+                              {"arch": "mobile_resnet_generator", "arch_args": {"ngf": 8, "norm": "batch"}})
+
+    return make
+
+
 # --- the schedule -----------------------------------------------------------------------------------------------
 
 def _original_timeline(epochs: int, freq: int, n_dis: int) -> list[str]:
@@ -116,6 +133,13 @@ def test_the_phases_alternate_as_the_originals_trainer_runs_them(constant, decay
     assert [p.step for p in phases if p.student] == list(range(len(schedule.evaluations) * n_dis * every))
     with pytest.raises(ValueError):
         schedule.phase(schedule.total)
+    # A frozen teacher: the student phases alone, each at the learning rate it has beside the pair.
+    alone = Alternation(constant, decay, every=every, student_steps=n_dis * every, teachers=False)
+    assert [alone.phase(step) for step in range(alone.total)] == [p for p in phases if p.student]
+    assert [alone.factor(step) for step in range(alone.total)] == \
+        [schedule.factor(step) for step, p in enumerate(phases) if p.student]
+    with pytest.raises(ValueError):
+        alone.phase(alone.total)
 
 
 def test_a_student_phase_keeps_the_learning_rate_of_the_teacher_step_before_it():
@@ -334,3 +358,168 @@ def test_a_killed_run_resumes_to_the_same_student_and_fids(tmp_path, unpaired, t
         for key, value in module.items():
             assert torch.equal(value, again[name][key]), f"{name}.{key}"
     assert [r["step"] for r in _log(run)] == list(range(1, 9))  # 4 teacher and 2 x 2 student steps
+
+
+def test_two_processes_give_the_first_teacher_and_student_losses_of_one(tmp_path, unpaired, tiny_teacher, gzoo_home,
+                                                                        offline_inception):
+    """torchrun with 2 CPU processes (gloo), each on half of the global batch of 4, logs what one process does: the
+    pair's first step (the pools of 2 full after its first 2 fakes, so the rest are drawn: the pools hold the
+    global batch), the teacher's FID, then the student's first step and its FID."""
+    overrides = [arg for o in tiny(unpaired, 1, 1, 1, "training.batch_size=4") for arg in ("--set", o)]
+    env = {**os.environ, "GZOO_HOME": str(gzoo_home), "GZOO_INCEPTION_WEIGHTS": offline_inception}
+    alone_and_on_two(["compress", str(H2Z), "--teacher", str(tiny_teacher), *overrides], tmp_path / "one",
+                     tmp_path / "two", env)
+    one, two = _log(tmp_path / "one"), _log(tmp_path / "two")
+    assert [r["step"] for r in one] == [r["step"] for r in two] == [1, 2]  # 1 teacher step, 1 student step
+    teacher = ("G_A", "G_B", "G_cycle_A", "G_cycle_B", "G_idt_A", "G_idt_B", "D_A", "D_B")
+    student = ("G_ssim", "G_style", "G_feature", "G_tv", "G_cd")
+    for step, terms in ((0, teacher), (1, student)):
+        for term in terms:
+            assert two[step][term] == pytest.approx(one[step][term], rel=1e-5), term
+    # The FIDs after one update agree less closely: a conv bias before an instance norm has no true gradient, so
+    # Adam's first step moves it by +-lr whatever the sign of its rounding noise, and FID on 2 images magnifies it.
+    for term in ("fid_teacher", "fid_student"):
+        assert two[1][term] == pytest.approx(one[1][term], rel=1e-3), term
+
+
+# --- a frozen pretrained teacher ------------------------------------------------------------------------------
+
+def test_a_frozen_pretrained_teacher_teaches_the_student_the_phases_it_gets_beside_the_pair(
+        tmp_path, unpaired, tiny_teacher, pretrained, monkeypatch):
+    """teachers.wide_from a model directory: no pair trained, no teacher scored; the student learns from the
+    pretrained teacher's outputs for each of its steps, which are those of the same recipe's student beside a
+    trained pair (inputs, learning rates, FID evaluations); the teacher ends as loaded (its batch norms' running
+    statistics included) and the summary and lineage name it."""
+    source = pretrained(5)
+    # 2 + 2 teacher steps, 2 phases of 2 student steps; no image pool (the pair's discriminators see its fakes)
+    more = ("stages.distill.steps_decay=2", "cycle.pool_size=0")
+    guides, teachers = [], []
+    original = omgd.FrozenOutputs.__call__
+
+    def recorded(self, inputs, keys):
+        output = original(self, inputs, keys)
+        guides.append((inputs.clone(), output[0].clone()))
+        teachers.append(self.model)
+        return output
+
+    monkeypatch.setattr(omgd.FrozenOutputs, "__call__", recorded)
+    runs = {}
+    for name, wide_from in (("online", ()), ("frozen", (f"teachers.wide_from={source}",))):
+        fid = ScriptedFid([4.0, 3.0], student=[2.0, 5.0])
+        monkeypatch.setattr(omgd, "HeldOutScorer", fid.scorer)
+        guides.clear()
+        recipe = load_recipe(H2Z, tiny(unpaired, 2, 2, 1, *more, *wide_from), teacher=str(tiny_teacher))
+        summary = compress(recipe, tmp_path / name, lambda: tiny_teacher)
+        runs[name] = (fid, list(guides), [r for r in _log(tmp_path / name) if "G_ssim" in r], summary)
+    fid, frozen_guides, lines, summary = runs["frozen"]
+    assert fid.scored == [] and len(fid.student_scored) == 2  # no teacher FID, the student's after each phase
+    assert len(frozen_guides) == 4 and [r["step"] for r in lines] == [1, 2, 3, 4]
+    online_guides, online_lines = runs["online"][1], runs["online"][2]
+    for (inputs, _), (online_inputs, _) in zip(frozen_guides, online_guides, strict=True):
+        assert torch.equal(inputs, online_inputs)
+    assert [r["lr"] for r in lines] == [r["lr"] for r in online_lines] == pytest.approx([2e-3, 2e-3, 4e-3 / 3,
+                                                                                          4e-3 / 3])
+    model = create_model("mobile_resnet_generator", ngf=8, norm="batch").eval()
+    model.load_state_dict(read_weights(source))
+    frozen = teachers[-1]
+    assert not frozen.training and all(not p.requires_grad for p in frozen.parameters())
+    for key, value in model.state_dict().items():
+        assert torch.equal(frozen.state_dict()[key], value), key
+    with torch.no_grad():
+        for inputs, guide in frozen_guides:
+            torch.testing.assert_close(guide, model(inputs), rtol=0, atol=1e-6)
+    state = _modules(tmp_path / "frozen")
+    assert set(state) == {"student", "student_best", "student_fid", "connectors"}  # nothing of a pair
+    for key, value in fid.student_scored[0].items():  # the best scored student is kept, not the last
+        assert torch.equal(state["student_best"][key], value), key
+    named = {"from": str(source.resolve()), "frozen": True, "weights_sha256": sha256_of(weights_path(source))}
+    config = json.loads((Path(summary["student"]) / "config.json").read_text())
+    assert summary["teachers"] == config["lineage"]["teachers"] == {"a": named}
+    assert "teacher_fid" not in summary and "teacher_fid" not in config["lineage"]
+    assert summary["student_fid"]["scores"] == [2.0, 5.0] and summary["student_fid"]["exported"] == "best"
+
+
+def test_the_students_update_depends_on_the_pretrained_teacher_not_on_domain_b(tmp_path, unpaired, tiny_teacher,
+                                                                             pretrained, monkeypatch):
+    """One student step from a frozen teacher: every B image changed, the student and connectors end the same;
+    another teacher (another directory, or the recipe's teacher: wide_from: teacher), they end otherwise."""
+    original_batch = TrainingData.batch
+
+    def other_b(self, *args, **kwargs):
+        drawn = original_batch(self, *args, **kwargs)
+        return type(drawn)(drawn.inputs, -drawn.targets.flip(3), drawn.keys)
+
+    states, summaries = {}, {}
+    for name, source, batch in (("as-is", pretrained(5), original_batch), ("other-b", pretrained(5), other_b),
+                                ("other-teacher", pretrained(6), original_batch),
+                                ("recipe-teacher", "teacher", original_batch)):
+        monkeypatch.setattr(TrainingData, "batch", batch)
+        monkeypatch.setattr(omgd, "HeldOutScorer", ScriptedFid([]).scorer)
+        recipe = load_recipe(H2Z, tiny(unpaired, 1, 1, 1, f"teachers.wide_from={source}"), teacher=str(tiny_teacher))
+        summaries[name] = compress(recipe, tmp_path / name, lambda: tiny_teacher)
+        states[name] = _modules(tmp_path / name)
+        assert [r["step"] for r in _log(tmp_path / name)] == [1]
+    for module in ("student", "connectors"):
+        same = states["as-is"][module]
+        assert all(torch.equal(v, states["other-b"][module][k]) for k, v in same.items()), module
+        for other in ("other-teacher", "recipe-teacher"):
+            assert any(not torch.equal(v, states[other][module][k]) for k, v in same.items()), (module, other)
+    assert summaries["recipe-teacher"]["teachers"] == {"a": {"from": str(tiny_teacher), "frozen": True}}
+
+
+def _config_only(directory: Path, arch: str, arch_args: dict | None = None) -> Path:
+    """A model directory's config.json alone: the compatibility check reads no weights."""
+    directory.mkdir()
+    (directory / "config.json").write_text(json.dumps({"arch": arch, "arch_args": arch_args or {}}))
+    return directory
+
+
+@pytest.mark.parametrize("arch, cd, message", [
+    ("spade_generator", 0, "cannot take a (1, 3, 64, 64) input (a GauGAN for cityscapes takes a one-hot label map"),
+    ("drn_d_105_seg", 0, "gives (1, 19, 64, 64) for a (1, 3, 64, 64) input"),
+    ("unet_generator", 0, "cannot take a (1, 3, 64, 64) input"),
+    ("fritz_style_net", 10, "has no layer model.9 to distil channels from"),
+    ("fritz_style_net", 0, None),  # an image-to-image generator: taught from without channel distillation
+])
+def test_an_incompatible_pretrained_teacher_is_refused_in_one_line_before_the_run(tmp_path, unpaired, tiny_teacher,
+                                                                                 arch, cd, message):
+    source = _config_only(tmp_path / arch, arch)
+    recipe = load_recipe(H2Z, tiny(unpaired, 1, 1, 1, f"teachers.wide_from={source}", f"training.lambda_cd={cd}"),
+                         teacher=str(tiny_teacher))
+    if message is None:
+        omgd._check_inputs(recipe)
+        return
+    with pytest.raises(GzooError) as failure:
+        compress(recipe, tmp_path / "run", lambda: tiny_teacher)
+    assert message in str(failure.value) and f"teachers.wide_from: {source} ({arch})" in str(failure.value)
+    assert "\n" not in str(failure.value) and not (tmp_path / "run").exists()
+
+
+def test_a_killed_run_with_a_pretrained_teacher_resumes_to_the_same_student(tmp_path, unpaired, tiny_teacher,
+                                                                            pretrained, run_gzoo, gzoo_home,
+                                                                            offline_inception):
+    """Real FIDs of the student; killed (SIGKILL) after the step-3 checkpoint of 4 student steps and resumed, the
+    run ends with the uninterrupted run's weights, FIDs and metrics."""
+    more = ("training.checkpoint_every=3", f"teachers.wide_from={pretrained(5)}")
+    overrides = [arg for o in tiny(unpaired, 4, 2, 1, *more) for arg in ("--set", o)]
+    args = ["compress", str(H2Z), "--teacher", str(tiny_teacher), *overrides]
+    whole = run_gzoo(*args, "-o", str(tmp_path / "whole"), "--json")
+    assert whole.returncode == 0, whole.stderr
+    run = tmp_path / "killed"
+    env = {**os.environ, "GZOO_HOME": str(gzoo_home), "GZOO_INCEPTION_WEIGHTS": offline_inception}
+    kill_when([sys.executable, "-m", "gzoo", *args, "-o", str(run)], env, (run / "distill" / "checkpoint.pt").is_file,
+              240)
+    assert not (run / "distill" / "done.json").exists()
+    assert _modules(run)["student_fid"]["scores"][0] > 0  # killed after the first score, before the second
+    resumed = run_gzoo(*args, "-o", str(run), "--resume", "--json")
+    assert resumed.returncode == 0, resumed.stderr
+    assert json.loads(resumed.stdout)["metrics"] == json.loads(whole.stdout)["metrics"]
+    done = json.loads((tmp_path / "whole" / "distill" / "done.json").read_text())
+    assert done == json.loads((run / "distill" / "done.json").read_text())
+    student = done["student_fid"]  # 2 phases of 2 steps (eval_every 2, n_dis 1), scored after each
+    assert student["after_student_steps"] == [2, 4] and all(s > 0 for s in student["scores"])
+    final, again = _modules(tmp_path / "whole"), _modules(run)
+    for name, module in final.items():
+        for key, value in module.items():
+            assert torch.equal(value, again[name][key]), f"{name}.{key}"
+    assert [r["step"] for r in _log(run)] == [1, 2, 3, 4]

@@ -14,14 +14,20 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from gzoo.compress.engine import StepResult, frozen
+from gzoo.compress.engine import StepResult, broadcast_list, frozen, gather_batch, own_share
 from gzoo.compress.losses import gan_loss
+
+FILL, KEEP = -2, -1  # an ImagePool's draws besides the index of a stored image to swap with
 
 
 class ImagePool(nn.Module):
     """CycleGAN's history of generated images: once full, each new image is, with probability 1/2, swapped for a
     random stored one that the discriminator sees instead. Kept in buffers, so a checkpoint holds it and a
-    resumed run draws what an uninterrupted one does (the draws come from the step's own random stream)."""
+    resumed run draws what an uninterrupted one does (the draws come from the step's own random stream).
+
+    In a torchrun job the pool is the global batch's, as one process's is: every process queries it with the
+    whole global batch and the first process's draws, so all hold the same pool (the checkpoint's, written by the
+    first), and each shows its discriminator its own share."""
 
     def __init__(self, size: int, shape: tuple[int, ...]) -> None:
         super().__init__()
@@ -29,22 +35,32 @@ class ImagePool(nn.Module):
         self.register_buffer("images", torch.zeros(size, *shape))
         self.register_buffer("count", torch.zeros((), dtype=torch.long))
 
+    def _draws(self, n: int, rng: random.Random) -> list[int]:
+        """Per image: FILL (stored while the pool fills), KEEP (shown as it is) or the stored image it swaps with."""
+        count, draws = int(self.count), []
+        for _ in range(n):
+            if count < self.size:
+                draws.append(FILL)
+                count += 1
+            else:
+                draws.append(rng.randint(0, self.size - 1) if rng.uniform(0, 1) > 0.5 else KEEP)
+        return draws
+
     def query(self, images: torch.Tensor, rng: random.Random) -> torch.Tensor:
         if self.size == 0:
-            return images
+            return images.detach()  # the discriminators' update must not reach the generators' freed graph
+        everyone = gather_batch(images.detach())
         shown = []
-        for image in images.detach():
-            if int(self.count) < self.size:
+        for image, draw in zip(everyone, broadcast_list(self._draws(len(everyone), rng), images.device), strict=True):
+            if draw == FILL:
                 self.images[int(self.count)] = image
                 self.count += 1
-                shown.append(image)
-            elif rng.uniform(0, 1) > 0.5:
-                index = rng.randint(0, self.size - 1)
-                shown.append(self.images[index].clone())
-                self.images[index] = image
-            else:
-                shown.append(image)
-        return torch.stack(shown)
+            elif draw != KEEP:
+                stored = self.images[draw].clone()
+                self.images[draw] = image
+                image = stored
+            shown.append(image)
+        return own_share(torch.stack(shown))
 
 
 @dataclass

@@ -114,6 +114,39 @@ def broadcast_modules(modules: dict[str, nn.Module], processes: Processes) -> No
             dist.broadcast(tensor, src=0)
 
 
+def _distributed() -> bool:
+    return dist.is_initialized() and dist.get_world_size() > 1
+
+
+def gather_batch(share: torch.Tensor) -> torch.Tensor:
+    """The global batch from every process's share, in the order of its positions (process r holds positions r,
+    r + world size, ..., as ``TrainingData.batch`` deals them); alone, the share itself. Not differentiable."""
+    if not _distributed():
+        return share
+    world = dist.get_world_size()
+    counts = [torch.zeros((), dtype=torch.long, device=share.device) for _ in range(world)]
+    dist.all_gather(counts, torch.tensor(len(share), device=share.device))
+    padded = share.new_zeros((int(max(counts)), *share.shape[1:]))  # all_gather needs one shape everywhere
+    padded[:len(share)] = share
+    gathered = [torch.empty_like(padded) for _ in range(world)]
+    dist.all_gather(gathered, padded)
+    return torch.stack([gathered[p % world][p // world] for p in range(int(sum(counts)))])
+
+
+def own_share(batch: torch.Tensor) -> torch.Tensor:
+    """This process's positions of a global batch (``gather_batch``'s inverse); alone, all of it."""
+    return batch[dist.get_rank()::dist.get_world_size()] if _distributed() else batch
+
+
+def broadcast_list(values: list[int], device: torch.device) -> list[int]:
+    """The first process's ``values`` in every process (each must pass as many); alone, ``values``."""
+    if not _distributed():
+        return values
+    tensor = torch.tensor(values, dtype=torch.long, device=device)
+    dist.broadcast(tensor, src=0)
+    return tensor.tolist()
+
+
 @dataclass(frozen=True)
 class Schedule:
     """``constant`` steps at the full learning rate, then ``decay`` steps of linear decay to zero; with

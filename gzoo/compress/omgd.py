@@ -28,7 +28,9 @@ for ``n_dis * eval_every`` steps, by the student terms above from that one teach
 included), with no ground truth and no discriminator; then the teachers go on. The student's learning rate is the
 teacher's at the end of the phase before (the original's schedulers step per teacher epoch). The student is scored
 by the same FID after every ``eval_every`` of its steps (``n_dis`` times a phase, the last at its end, as the
-original's ``evaluate_student_model``); the best scored student is the one exported.
+original's ``evaluate_student_model``); the best scored student is the one exported. With ``teachers.wide_from``
+a pretrained A -> B generator is the teacher instead: frozen, so no pair is trained and no teacher scored; the
+student gets the phases it would get beside the pair (the same steps, batches and learning rates), scored alike.
 """
 
 import copy
@@ -53,9 +55,10 @@ from gzoo.compress.pipeline import Run
 from gzoo.compress.recipe import Recipe, check_stage_length, one_of
 from gzoo.compress.settings import StageSettings
 from gzoo.compress.transfer import init_normal
+from gzoo.data.modeldir import read_config, sha256_of, weights_path
 from gzoo.errors import GzooError
 from gzoo.evaluation import HeldOutScorer
-from gzoo.models import create_model, load_model_dir
+from gzoo.models import create_model, load_model_dir, signed_range
 from gzoo.models.layers import conv_bias, norm_layer
 from gzoo.models.patchgan import PatchGanDiscriminator
 
@@ -174,9 +177,9 @@ def _check_cycle(recipe: Recipe) -> None:
                         "the teacher steps between best-FID evaluations (see recipes/omgd/horse2zebra-resnet.yaml)")
     if recipe.student.family != "resnet":
         raise GzooError("recipe: OMGD's CycleGAN setting distils mobile ResNets only; set student.family: resnet")
-    if teachers.deep_ngf is not None or teachers.wide_from is not None:
-        raise GzooError("recipe: OMGD's CycleGAN setting trains one teacher pair at teachers.wide_ngf; set "
-                        "teachers.deep_ngf: null and leave teachers.wide_from out")
+    if teachers.deep_ngf is not None:
+        raise GzooError("recipe: OMGD's CycleGAN setting trains one teacher pair at teachers.wide_ngf (or takes a "
+                        "pretrained one, teachers.wide_from) and no deep teacher; set teachers.deep_ngf: null")
     if cycle.eval_every < 1 or cycle.pool_size < 0:
         raise GzooError("recipe: 'cycle.eval_every' must be at least 1 and 'cycle.pool_size' at least 0")
     if not (cycle.reference or recipe.evaluate.reference):
@@ -194,6 +197,41 @@ def _check_inputs(recipe: Recipe) -> None:
     if _cycle_setting(recipe) and not Path(_fid_reference(recipe)).exists():
         raise GzooError(f"{_fid_reference(recipe)}: no such FID reference; the CycleGAN setting scores its teacher "
                         "against it (cycle.reference, else evaluate.reference)")
+    source = recipe.teachers.wide_from
+    if source not in (None, "teacher"):  # a model directory: its architecture, built without weights
+        config = read_config(Path(source))
+        with torch.device("meta"):
+            model = signed_range(create_model(config["arch"], **config.get("arch_args", {})))
+        _check_wide(recipe, f"{source} ({config['arch']})", model)
+
+
+def _check_model(recipe: Recipe, model: nn.Module) -> None:
+    """The recipe's teacher as the pretrained wide teacher (``teachers.wide_from: teacher``)."""
+    if recipe.teachers.wide_from == "teacher":
+        _check_wide(recipe, recipe.teacher, model)
+
+
+def _check_wide(recipe: Recipe, name: str, model: nn.Module) -> None:
+    """A pretrained wide teacher must map a 3-channel image of the crop size to one of the same shape (one pass,
+    on meta tensors for a model directory) and, for channel distillation, have the student family's layers."""
+    size = recipe.data.crop_size
+    shape = (1, 3, size, size)
+    parameter = next(model.parameters(), None)
+    try:
+        with torch.no_grad():
+            output = model.eval()(torch.zeros(shape, device=parameter.device if parameter is not None else None))
+        problem = None if tuple(output.shape) == shape else f"gives {tuple(output.shape)} for a {shape} input"
+    except Exception as err:  # any architecture's refusal of the input
+        problem = f"cannot take a {shape} input ({str(err).splitlines()[0] if str(err) else type(err).__name__})"
+    if problem:
+        raise GzooError(f"teachers.wide_from: {name} {problem}; the wide teacher must be an image-to-image "
+                        f"generator of 3 channels at data.crop_size")
+    family = recipe.student.family
+    layers = dict(model.named_modules())
+    missing = [tap for tap in TAPS[family] if tap not in layers]
+    if recipe.training.lambda_cd > 0 and missing:
+        raise GzooError(f"teachers.wide_from: {name} has no layer {missing[0]} to distil channels from (it is not "
+                        f"a {family} generator); set training.lambda_cd: 0")
 
 
 def _fid_reference(recipe: Recipe) -> str:
@@ -260,11 +298,7 @@ def _connectors(student_widths: list[int], teacher_widths: list[int]) -> nn.Modu
 
 def _tap_widths(model: nn.Module, family: str, size: int) -> list[int]:
     """Channels of a generator's tap outputs, read off one forward pass in eval mode (a pretrained teacher)."""
-    try:
-        taps = FeatureTaps(model, list(TAPS[family]))
-    except ValueError:
-        raise GzooError(f"recipe: the wide teacher has no layer {TAPS[family][0]} to distil channels from (it is not "
-                        f"a {family} generator); set training.lambda_cd: 0") from None
+    taps = FeatureTaps(model, list(TAPS[family]))  # its layers were checked before the run (_check_wide)
     training = model.training
     try:
         with torch.no_grad():
@@ -351,6 +385,15 @@ class Teachers:
     ground_truth: FrozenOutputs | None = None  # single data: the recipe teacher's outputs
 
 
+def _pretrained_wide(run: Run) -> nn.Module:
+    """The generator ``teachers.wide_from`` names, on the run's device, in [-1, 1] as the data (frozen by
+    ``FrozenOutputs``)."""
+    source = run.recipe.teachers.wide_from
+    if source == "teacher":
+        return run.teacher.model
+    return signed_range(load_model_dir(Path(source))).to(run.processes.device)
+
+
 def _teachers(run: Run) -> Teachers:
     recipe, settings, training = run.recipe, run.recipe.teachers, run.recipe.training
     family = recipe.student.family
@@ -359,8 +402,7 @@ def _teachers(run: Run) -> Teachers:
         wide = teachers.trained["wide"] = _generator(recipe, settings.wide_ngf, deep=False)
         teachers.wide_widths = [w * settings.wide_ngf for w in TAP_WIDTHS[family]]
     else:
-        wide = run.teacher.model if settings.wide_from == "teacher" else \
-            load_model_dir(Path(settings.wide_from)).to(run.processes.device)
+        wide = _pretrained_wide(run)
         if training.lambda_cd > 0:
             teachers.wide_widths = _tap_widths(wide, family, recipe.data.crop_size)
     if training.lambda_cd > 0:
@@ -472,6 +514,7 @@ class Alternation(Schedule):
 
     every: int = 1
     student_steps: int = 0
+    teachers: bool = True  # False: a frozen pretrained teacher, so the timeline is the student phases alone
 
     @property
     def teacher_steps(self) -> int:
@@ -485,9 +528,14 @@ class Alternation(Schedule):
 
     @property
     def total(self) -> int:
-        return self.teacher_steps + len(self.evaluations) * self.student_steps
+        return self.teacher_steps * self.teachers + len(self.evaluations) * self.student_steps
 
     def phase(self, step: int) -> Phase:
+        if not 0 <= step < self.total:
+            raise ValueError(f"step {step} is outside the {self.total} steps")
+        if not self.teachers:  # each phase at the learning rate it has between the (untrained) teacher's steps
+            index = step // self.student_steps
+            return Phase(True, step, index, self.evaluations[index] - 1)
         start, done = 0, 0  # timeline steps before this segment, teacher steps before it
         for index, end in enumerate(self.evaluations):
             if step < start + end - done:
@@ -497,7 +545,7 @@ class Alternation(Schedule):
                 return Phase(True, index * self.student_steps + step - start, index, end - 1)
             start += self.student_steps
             done = end
-        raise ValueError(f"step {step} is past the last of {self.total}")
+        raise AssertionError("the segments cover the timeline")
 
     def factor(self, step: int) -> float:
         return super().factor(self.phase(step).clock)
@@ -525,30 +573,41 @@ class BestFid(nn.Module):
 def _distill_cycle(run: Run, results: dict) -> dict:
     recipe, training, cycle, processes = run.recipe, run.recipe.training, run.recipe.cycle, run.processes
     size, norm = recipe.data.crop_size, _norm(recipe)
-    pair = CycleGan(*(_generator(recipe, recipe.teachers.wide_ngf, deep=False) for _ in range(2)),
-                    *(init_normal(PatchGanDiscriminator(3, training.ndf, N_LAYERS_D, norm)) for _ in range(2)),
-                    *(ImagePool(cycle.pool_size, (3, size, size)) for _ in range(2)),
-                    training.gan_mode, cycle.lambda_cycle, cycle.lambda_identity)
+    pretrained = recipe.teachers.wide_from is not None  # a frozen teacher: no pair to train, no teacher FID
+    pair = None if pretrained else CycleGan(
+        *(_generator(recipe, recipe.teachers.wide_ngf, deep=False) for _ in range(2)),
+        *(init_normal(PatchGanDiscriminator(3, training.ndf, N_LAYERS_D, norm)) for _ in range(2)),
+        *(ImagePool(cycle.pool_size, (3, size, size)) for _ in range(2)),
+        training.gan_mode, cycle.lambda_cycle, cycle.lambda_identity)
     student = _generator(recipe, recipe.student.ngf, deep=False)
-    best = copy.deepcopy(pair.forward)  # the teacher A -> B of the best FID so far: the student's teacher
     length = run.schedule(recipe.stages.distill)
+    # With a frozen teacher the student gets what it would get beside the pair: the same phases of the same
+    # batches at the same learning rates, only the teacher's steps and evaluations are left out.
     schedule = Alternation(length.constant, length.decay, length.step_size, length.gamma, cycle.eval_every,
-                           training.n_dis * cycle.eval_every)
-    fids = BestFid(len(schedule.evaluations))
+                           training.n_dis * cycle.eval_every, teachers=not pretrained)
     # The student is scored after every eval_every of its steps (the original's evaluate_student_model at every
     # save_epoch_freq-th student epoch, the last of a phase included): n_dis times a phase; the best is exported.
     student_best = copy.deepcopy(student)
     student_fids = BestFid(len(schedule.evaluations) * training.n_dis)
-    modules = {"teacher_a": pair.forward, "teacher_b": pair.backward, "discriminator_a": pair.disc_a,
-               "discriminator_b": pair.disc_b, "pool_a": pair.pool_a, "pool_b": pair.pool_b, "teacher_best": best,
-               "fid": fids, "student": student, "student_best": student_best, "student_fid": student_fids}
-    groups = {"G": ["teacher_a", "teacher_b"], "D": ["discriminator_a", "discriminator_b"], "G_student": ["student"]}
-    taps = [FeatureTaps(model, list(TAPS["resnet"])) for model in (student, best)] if training.lambda_cd > 0 else []
+    modules: dict[str, nn.Module] = {"student": student, "student_best": student_best, "student_fid": student_fids}
+    groups = {"G_student": ["student"]}
+    if pair is None:
+        teacher = _pretrained_wide(run)  # in no optimiser and no checkpoint: it stays as loaded
+        teacher_widths = _tap_widths(teacher, "resnet", size) if training.lambda_cd > 0 else []
+    else:
+        teacher = copy.deepcopy(pair.forward)  # the teacher A -> B of the best FID so far: the student's teacher
+        fids = BestFid(len(schedule.evaluations))
+        modules |= {"teacher_a": pair.forward, "teacher_b": pair.backward, "discriminator_a": pair.disc_a,
+                    "discriminator_b": pair.disc_b, "pool_a": pair.pool_a, "pool_b": pair.pool_b,
+                    "teacher_best": teacher, "fid": fids}
+        groups |= {"G": ["teacher_a", "teacher_b"], "D": ["discriminator_a", "discriminator_b"]}
+        teacher_widths = [w * recipe.teachers.wide_ngf for w in TAP_WIDTHS["resnet"]]
+    taps = [FeatureTaps(model, list(TAPS["resnet"])) for model in (student, teacher)] if training.lambda_cd > 0 \
+        else []
     if taps:
-        widths = [[w * ngf for w in TAP_WIDTHS["resnet"]] for ngf in (recipe.student.ngf, recipe.teachers.wide_ngf)]
-        modules["connectors"] = _connectors(*widths)
+        modules["connectors"] = _connectors([w * recipe.student.ngf for w in TAP_WIDTHS["resnet"]], teacher_widths)
         groups["G_student"].append("connectors")
-    guide = FrozenOutputs(best, taps[1] if taps else None, cache=False)
+    guide = FrozenOutputs(teacher, taps[1] if taps else None, cache=pretrained and training.cache_frozen)
     features = perceptual.perceptual_network(training.perceptual, training.perceptual_normalization) \
         .to(processes.device)
     scorer: list[HeldOutScorer] = []  # built at the first evaluation (it loads Inception and the reference)
@@ -599,7 +658,7 @@ def _distill_cycle(run: Run, results: dict) -> dict:
             return pair.updates(batch.inputs.to(processes.device), batch.targets.to(processes.device), rng)
         first = phase.step == phase.index * schedule.student_steps
         # the teacher is scored before the phase's first step, as the original
-        score = evaluate(pair.forward, phase.index, fids, best) if first else None
+        score = evaluate(pair.forward, phase.index, fids, teacher) if first and pair else None
         return student_step(phase, score)
 
     try:
@@ -608,25 +667,31 @@ def _distill_cycle(run: Run, results: dict) -> dict:
         for tap in taps:
             tap.remove()
     final = run.final_state("distill")
-    state, scored = final["fid"], final["student_fid"]
-    index, student_index = int(state["best_index"]), int(scored["best_index"])
+    scored = final["student_fid"]
+    student_index = int(scored["best_index"])
     student_evaluations = [cycle.eval_every * (i + 1) for i in range(len(student_fids.scores))]
-    return {"teachers": {"a": _describe(recipe, "wide") | {"cycle_gan": True}},
-            "teacher_fid": {"after_teacher_steps": schedule.evaluations, "scores": state["scores"].tolist(),
-                            "best": float(state["best"]), "best_after_teacher_steps":
-                                schedule.evaluations[index] if index >= 0 else None},
-            # the exported student: the best scored (the last when no score is a number)
-            "student_fid": {"after_student_steps": student_evaluations, "scores": scored["scores"].tolist(),
-                            "best": float(scored["best"]), "best_after_student_steps":
-                                student_evaluations[student_index] if student_index >= 0 else None,
-                            "exported": "best" if student_index >= 0 else "last"}}
+    result = {"teachers": {"a": _describe(recipe, "wide") | ({} if pretrained else {"cycle_gan": True})},
+              # the exported student: the best scored (the last when no score is a number)
+              "student_fid": {"after_student_steps": student_evaluations, "scores": scored["scores"].tolist(),
+                              "best": float(scored["best"]), "best_after_student_steps":
+                                  student_evaluations[student_index] if student_index >= 0 else None,
+                              "exported": "best" if student_index >= 0 else "last"}}
+    if pretrained:
+        return result
+    state = final["fid"]
+    index = int(state["best_index"])
+    return result | {"teacher_fid": {"after_teacher_steps": schedule.evaluations, "scores": state["scores"].tolist(),
+                                     "best": float(state["best"]), "best_after_teacher_steps":
+                                         schedule.evaluations[index] if index >= 0 else None}}
 
 
 def _describe(recipe: Recipe, name: str) -> dict:
     settings = recipe.teachers
+    if name == "wide" and settings.wide_from == "teacher":
+        return {"from": recipe.teacher, "frozen": True}  # its digest: the lineage's teacher_weights_sha256
     if name == "wide" and settings.wide_from is not None:
-        return {"from": recipe.teacher if settings.wide_from == "teacher" else str(Path(settings.wide_from).resolve()),
-                "frozen": True}
+        return {"from": str(Path(settings.wide_from).resolve()), "frozen": True,
+                "weights_sha256": sha256_of(weights_path(Path(settings.wide_from)))}
     arch = ARCHS[recipe.student.family][name == "deep"]
     return {"arch": arch, "ngf": settings.wide_ngf if name == "wide" else settings.deep_ngf, "trained_online": True}
 
@@ -648,5 +713,5 @@ register_method(Method(
     name="omgd", teachers=("resnet_generator", "mobile_resnet_generator", "unet_generator"),
     stages=lambda recipe: ["distill", "export"], run={"distill": _distill, "export": _export},
     sections={"student": StudentSettings, "teachers": TeacherSettings, "cycle": CycleSettings, "stages": Stages},
-    training=OmgdTrainingSettings, check=_check, check_inputs=_check_inputs,
+    training=OmgdTrainingSettings, check=_check, check_inputs=_check_inputs, check_model=_check_model,
     teacher_hint="give the uncompressed generator the student is measured against (e.g. original/edges2shoes-r)"))

@@ -1,10 +1,12 @@
-"""GauGAN's Cityscapes label-map data: the ``cityscapes`` layout of gzoo compress.
+"""GauGAN's Cityscapes label-map data: the ``cityscapes`` layout of gzoo compress, and gzoo eval of a label-map
+generator on a Cityscapes root.
 
 The dataset is a tiny Cityscapes tree made here: scikit-image's photos as leftImg8bit, label ids quantised from
 the photos' colours, instance maps as 16-bit images with a few instance regions, as Cityscapes stores them
 (PIL reads them as int32 'I' images).
 """
 
+import math
 import shutil
 from dataclasses import replace
 from pathlib import Path
@@ -14,10 +16,14 @@ import pytest
 import torch
 from PIL import Image
 
+from gzoo import api
 from gzoo.compress.data import TrainingData, find_splits, held_out_inputs
 from gzoo.compress.settings import DataSettings
 from gzoo.data.cityscapes import to_train_ids
+from gzoo.data.modeldir import save_model_dir
 from gzoo.errors import GzooError
+from gzoo.models import load_model_dir
+from gzoo.models.cat import cat_inception_spade_generator
 
 WIDTH, HEIGHT = 768, 384  # 2:1 like Cityscapes' 2048x1024, smaller to keep the tests fast
 TRAIN = {"aachen": ("astronaut", "coffee", "chelsea"), "bremen": ("rocket", "hubble_deep_field", "retina")}
@@ -180,3 +186,66 @@ def test_label_ids_become_cityscapes_train_ids():
     assert to_train_ids(ids).tolist() == [[0, 13, 255, 1], [2, 10, 11, 18], [255, 16, 255, 8]]
     with pytest.raises(GzooError, match="holds label 255, outside Cityscapes' label ids 0..33"):
         to_train_ids(torch.tensor([3, 255]))
+
+
+def _spade_dir(path: Path, seed: int) -> Path:
+    torch.manual_seed(seed)
+    model = cat_inception_spade_generator(ngf=4)
+    return save_model_dir(path, model.state_dict(), {
+        "arch": "cat_inception_spade_generator", "arch_args": {"ngf": 4}, "task": "cityscapes",
+        "input": {"channels": 36, "height": 256, "width": 512}})
+
+
+@pytest.fixture(scope="module")
+def spade_models(tmp_path_factory) -> tuple[Path, Path]:
+    folder = tmp_path_factory.mktemp("models")
+    return _spade_dir(folder / "student", 0), _spade_dir(folder / "teacher", 1)
+
+
+def test_eval_of_a_label_map_generator_against_a_teacher_on_a_cityscapes_root(cityscapes_root, spade_models):
+    student, teacher = spade_models
+    itself = api.evaluate(student, cityscapes_root, ["psnr"], teacher=student, store=False)
+    assert itself["metrics"]["psnr"] == "inf"
+    result = api.evaluate(student, cityscapes_root, ["psnr", "ssim"], teacher=teacher, store=False)
+    protocol = result["protocols"]["psnr"]
+    assert protocol["images"] == 2 and protocol["input"].startswith("label_map_to_input(cityscapes)")
+    assert protocol["data"] == f"cityscapes val label and instance maps of {cityscapes_root}"
+    frames = [("frankfurt_000000_000019", 0), ("frankfurt_000001_000019", 1)]
+    inputs = torch.stack([_preprocessed(cityscapes_root, "val", name, 512, None, False)[0] for name, _ in frames])
+    with torch.inference_mode():
+        outputs = [load_model_dir(path)(inputs).clamp(-1, 1).double() for path in (student, teacher)]
+    mse = (outputs[0] - outputs[1]).pow(2).flatten(1).mean(1)
+    expected = sum(10 * math.log10(4 / m) for m in mse.tolist()) / 2
+    assert 5 < expected < 60 and result["metrics"]["psnr"] == pytest.approx(expected, rel=1e-6)
+    assert 0 < result["metrics"]["ssim"] < 1
+
+
+def test_miou_scores_the_generated_photos_against_the_label_maps_as_train_ids(cityscapes_root, spade_models):
+    from test_miou import independent_miou
+
+    frames = sorted((cityscapes_root / "gtFine" / "val" / "frankfurt").glob("*_labelIds.png"))
+    targets = np.stack([to_train_ids(torch.from_numpy(np.asarray(Image.open(p), dtype=np.int64))).numpy()
+                        for p in frames])
+    predicted = np.where(targets == 255, 0, targets)
+    predicted[:, :100, :300] = 13  # a car where there is none, at the labels' own size
+    seen = []
+
+    def segmenter(images: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+        seen.append((tuple(images.shape), size, images.dtype))
+        return torch.from_numpy(predicted[:len(images)])
+
+    result = api.evaluate(spade_models[0], cityscapes_root, ["miou"], segmenter=segmenter, store=False)
+    assert seen == [((2, 3, 256, 512), (HEIGHT, WIDTH), torch.uint8)]
+    expected = independent_miou(predicted, targets, 19)
+    assert 20 < expected < 100 and result["metrics"]["miou"] == pytest.approx(expected, rel=1e-9)
+    assert "as train ids (cityscapesScripts labels.py)" in result["protocols"]["miou"]["labels"]
+
+
+def test_a_label_map_generator_refuses_a_folder_of_images_in_one_line(cityscapes_root, spade_models, gzoo_main):
+    code, _, stderr = gzoo_main("eval", str(spade_models[0]), "--data",
+                                str(cityscapes_root / "leftImg8bit" / "val" / "frankfurt"), "--no-store")
+    assert code == 2 and stderr.count("\n") == 1, stderr
+    assert "takes Cityscapes label maps (36 channels), but" in stderr and "give --data a Cityscapes root" in stderr
+    code, _, stderr = gzoo_main("eval", str(spade_models[0]), "--data", str(cityscapes_root), "--split", "test",
+                                "--no-store")
+    assert code == 2 and "gtFine/test: no such folder" in stderr and "its splits: train, val" in stderr

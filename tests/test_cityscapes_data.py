@@ -1,5 +1,5 @@
-"""GauGAN's Cityscapes label-map data: the ``cityscapes`` layout of gzoo compress, and gzoo eval of a label-map
-generator on a Cityscapes root.
+"""GauGAN's Cityscapes label-map data: the ``cityscapes`` layout of gzoo compress, its held-out copy in the
+pipeline, and gzoo eval of a label-map generator on a Cityscapes root.
 
 The dataset is a tiny Cityscapes tree made here: scikit-image's photos as leftImg8bit, label ids quantised from
 the photos' colours, instance maps as 16-bit images with a few instance regions, as Cityscapes stores them
@@ -14,13 +14,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import yaml
 from PIL import Image
 
 from gzoo import api
+from gzoo.compress import method as method_registry
 from gzoo.compress.data import TrainingData, find_splits, held_out_inputs
+from gzoo.compress.method import Exported, Method, register_method
+from gzoo.compress.pipeline import compress
+from gzoo.compress.recipe import load_recipe
 from gzoo.compress.settings import DataSettings
 from gzoo.data.cityscapes import to_train_ids
-from gzoo.data.modeldir import save_model_dir
+from gzoo.data.modeldir import read_config, save_model_dir
 from gzoo.errors import GzooError
 from gzoo.models import load_model_dir
 from gzoo.models.cat import cat_inception_spade_generator
@@ -249,3 +254,42 @@ def test_a_label_map_generator_refuses_a_folder_of_images_in_one_line(cityscapes
     code, _, stderr = gzoo_main("eval", str(spade_models[0]), "--data", str(cityscapes_root), "--split", "test",
                                 "--no-store")
     assert code == 2 and "gtFine/test: no such folder" in stderr and "its splits: train, val" in stderr
+
+
+def _export_spade(run, results: dict) -> Exported:
+    model = cat_inception_spade_generator(ngf=4)
+    return Exported("cat_inception_spade_generator", {"ngf": 4}, model.state_dict(), (256, 512))
+
+
+@pytest.fixture
+def spade_method():
+    """A method that only exports a tiny GauGAN student: what the pipeline does around a label-map student."""
+    method = register_method(Method(name="toy-gaugan", teachers=(), stages=lambda recipe: ["export"],
+                                    run={"export": _export_spade}))
+    yield method
+    del method_registry.METHODS[method.name]
+
+
+def test_the_pipeline_exports_a_36_channel_student_and_evaluates_it_on_a_cityscapes_held_out_copy(
+        cityscapes_root, spade_models, spade_method, tmp_path):
+    recipe_file = tmp_path / "gaugan.yaml"
+    recipe_file.write_text(yaml.safe_dump({
+        "method": "toy-gaugan", "task": "cityscapes", "teacher": str(spade_models[1]),
+        "data": {"root": str(cityscapes_root), "layout": "cityscapes", "load_size": 512, "crop_size": 512,
+                 "held_out_fraction": 0.34},
+        "training": {"batch_size": 1, "threads": 1}, "evaluate": {"metrics": ["psnr"]}}))
+    # The mIoU of cityscapes data needs no evaluate.labels: the data brings its label maps.
+    miou = ["evaluate.metrics=[miou]", "evaluate.segmenter=drn-d-105_ms_cityscapes.pth"]
+    assert load_recipe(recipe_file, miou).evaluate.labels is None
+    with pytest.raises(GzooError, match="evaluating miou needs 'evaluate.segmenter' and 'evaluate.labels'"):
+        load_recipe(recipe_file, [*miou, "data.layout=paired"])
+    summary = compress(load_recipe(recipe_file), tmp_path / "run", lambda: spade_models[1])
+    assert read_config(Path(summary["student"]))["input"] == {"channels": 36, "height": 256, "width": 512}
+    assert summary["macs_input"] == "256x512" and 0 < summary["student_macs_paper"] == summary["teacher_macs_paper"]
+    assert "identity_psnr" not in summary and 5 < summary["metrics"]["psnr"] < 60
+    copied = sorted(p.relative_to(tmp_path / "run" / "held_out").as_posix()
+                    for p in (tmp_path / "run" / "held_out").rglob("*.png"))
+    assert copied == sorted(f"{kind}/train/{stem.split('_')[0]}/{stem}_{suffix}.png"
+                            for kind, suffix in (("gtFine", "gtFine_instanceIds"), ("gtFine", "gtFine_labelIds"),
+                                                 ("leftImg8bit", "leftImg8bit"))
+                            for stem in ("aachen_000000_000019", "bremen_000000_000019"))

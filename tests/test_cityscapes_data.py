@@ -225,6 +225,20 @@ def test_eval_of_a_label_map_generator_against_a_teacher_on_a_cityscapes_root(ci
     assert 0 < result["metrics"]["ssim"] < 1
 
 
+def test_fid_defaults_to_the_frames_own_photos_and_a_teacher_of_images_is_refused(cityscapes_root, spade_models,
+                                                                                   tmp_path):
+    from gzoo.models import create_model
+
+    result = api.evaluate(spade_models[0], cityscapes_root, ["fid"], store=False)
+    protocol = result["protocols"]["fid"]
+    assert protocol["reference"] == f"real leftImg8bit/val images of {cityscapes_root} (2)"
+    assert result["metrics"]["fid"] > 0 and protocol["images"] == 2
+    rgb = save_model_dir(tmp_path / "rgb", create_model("resnet_generator", ngf=4, n_blocks=1).state_dict(),
+                         {"arch": "resnet_generator", "arch_args": {"ngf": 4, "n_blocks": 1}})
+    with pytest.raises(GzooError, match=r"the teacher .*rgb takes 3-channel inputs and the model 36-channel ones"):
+        api.evaluate(spade_models[0], cityscapes_root, ["psnr"], teacher=rgb, store=False)
+
+
 def test_miou_scores_the_generated_photos_against_the_label_maps_as_train_ids(cityscapes_root, spade_models):
     from test_miou import independent_miou
 

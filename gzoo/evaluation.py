@@ -461,11 +461,14 @@ def label_map_confusion(paths: list[Path], segmenter: "Path | Segmenter",
 class HeldOutScorer:
     """One number for a generator's outputs on fixed inputs, lower is better: FID against a reference (.npz or
     folder), or minus the mean PSNR against a teacher's outputs, or minus the mIoU against label maps. Sub-network
-    search ranks candidates with it; references and label maps are read as ``gzoo eval`` reads them."""
+    search ranks candidates with it; references and label maps are read as ``gzoo eval`` reads them: train-id maps
+    ``labels/<stem>.png`` named like the inputs, or for Cityscapes label-map inputs ``label_maps``, the inputs' own
+    label-id maps (the held-out split's paths), converted to train ids."""
 
     def __init__(self, metric: str, inputs: torch.Tensor, names: list[str], batch_size: int,
                  device: torch.device | str = "cpu", teacher: nn.Module | None = None, reference: str | None = None,
-                 segmenter: "str | Segmenter | None" = None, labels: str | None = None) -> None:
+                 segmenter: "str | Segmenter | None" = None, labels: str | None = None,
+                 label_maps: list[Path] | None = None) -> None:
         self.metric, self.inputs, self.batch_size, self.device = metric, inputs, batch_size, device
         if metric == "psnr":
             self.expected = self._outputs(teacher)
@@ -475,8 +478,9 @@ class HeldOutScorer:
             found, _ = reference_from_file(Path(reference), self.inception, batch_size)
             self.reference = found if isinstance(found, dict) else fidlib.statistics(found)
         elif metric == "miou":
-            self.segment = segmentation(names, Path(segmenter) if isinstance(segmenter, str) else segmenter,
-                                        Path(labels))
+            segmenter = Path(segmenter) if isinstance(segmenter, str) else segmenter
+            self.segment = segmentation(names, segmenter, Path(labels)) if label_maps is None else \
+                label_map_confusion(list(label_maps), segmenter, read_train_ids)
         else:
             raise ValueError(f"unknown held-out metric {metric!r}")
 

@@ -260,6 +260,26 @@ def test_miou_scores_the_generated_photos_against_the_label_maps_as_train_ids(ci
     assert "as train ids (cityscapesScripts labels.py)" in result["protocols"]["miou"]["labels"]
 
 
+def test_the_held_out_scorer_takes_the_held_out_label_maps_as_train_ids(cityscapes_root, spade_models):
+    from test_miou import independent_miou
+
+    from gzoo.evaluation import HeldOutScorer
+
+    settings = _settings(cityscapes_root)
+    splits = find_splits(settings, cityscapes_root)
+    inputs, names = held_out_inputs(settings, splits, 512)
+    targets = np.stack([to_train_ids(torch.from_numpy(np.asarray(Image.open(p), dtype=np.int64))).numpy()
+                        for p in splits.held_out])
+    predicted = np.where(targets == 255, 0, targets)
+    predicted[1, 200:, :] = 2  # building over the lower half of the second frame
+    predictions = iter(torch.from_numpy(predicted[i:i + 1]) for i in range(2))
+    scorer = HeldOutScorer("miou", inputs, names, 1, segmenter=lambda images, size: next(predictions),
+                           label_maps=list(splits.held_out))
+    score = scorer(load_model_dir(spade_models[0]))
+    expected = independent_miou(predicted, targets, 19)
+    assert 20 < expected < 100 and score == pytest.approx(-expected, rel=1e-9)
+
+
 def test_a_label_map_generator_refuses_a_folder_of_images_in_one_line(cityscapes_root, spade_models, gzoo_main):
     code, _, stderr = gzoo_main("eval", str(spade_models[0]), "--data",
                                 str(cityscapes_root / "leftImg8bit" / "val" / "frankfurt"), "--no-store")

@@ -480,16 +480,16 @@ def evaluate(id_or_dir: str | Path, data: str | Path, metrics: list[str] | None 
 
     ``teacher`` defaults to the model's own teacher (from zoo.yaml or its config.json) when one is set; options
     are those of ``gzoo.evaluation.Options`` (mode, direction, reference, batch_size, max_images, save_images,
-    kid_subset_size, inception_weights, threads). Every local input is checked before a model is loaded or its
-    weights fetched. The result's ``skipped`` names each metric left out and why, ``warnings`` the numbers that
-    are not comparable with published ones.
+    kid_subset_size, inception_weights, threads, segmenter, labels, split). Every local input is checked before a
+    model is loaded or its weights fetched. The result's ``skipped`` names each metric left out and why,
+    ``warnings`` the numbers that are not comparable with published ones.
     """
     from gzoo import evaluation
 
     config = _model_config(id_or_dir)
     teacher = teacher or config.get("teacher")
     if teacher:
-        _model_config(teacher)
+        evaluation.check_teacher_input(config, _model_config(teacher), str(teacher))
     settings = evaluation.Options(metrics=tuple(metrics) if metrics else None,
                                   **{k: v for k, v in options.items() if v is not None})
     planned = evaluation.plan(Path(data), config, teacher is not None, settings)

@@ -6,12 +6,16 @@ them with a reference: a folder or .npz you give, else the dataset's real target
 PSNR and SSIM compare the student's raw outputs with its teacher's on the same inputs. A classifier gets top-1
 and top-5 accuracy on an ImageFolder-style directory. Every number goes to the results store.
 
+A label-map generator (GauGAN, 36 input channels) is evaluated on a Cityscapes root: its inputs are the frames'
+label and instance maps (``label_map_to_input``), FID's reference the frames' photos, and the mIoU's labels the
+label maps converted to train ids.
+
 An evaluation is planned first (``plan``) from the local inputs alone, before any model is loaded or fetched: every
 path is checked, the metrics are chosen and each one left out is named with the reason.
 """
 
-from collections.abc import Callable
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from functools import cache, partial
 from pathlib import Path
 from typing import Any
@@ -20,6 +24,7 @@ import torch
 from torch import nn
 
 from gzoo import results
+from gzoo.data.cityscapes import check_frame_sizes, read_train_ids
 from gzoo.data.datasets import EvalData, open_eval_data, quantise, save_images, target_folders
 from gzoo.data.images import ImageCounter, ImageFolder, scan_image_folder
 from gzoo.data.modeldir import read_config, results_key, sha256_of, weights_path
@@ -30,6 +35,7 @@ from gzoo.metrics.inception import inception_weights_path
 from gzoo.metrics.miou import CITYSCAPES_CLASSES, Segmenter, confusion_matrix, load_segmenter, miou
 from gzoo.metrics.miou import PROTOCOL as MIOU_PROTOCOL
 from gzoo.models import architecture_kind, load_model_dir, signed_range
+from gzoo.models.spade import SPADE_DATASETS, label_map_to_input
 from gzoo.paths import gzoo_home
 
 GENERATOR_METRICS = ("fid", "kid", "psnr", "ssim", "miou", "latency")
@@ -38,6 +44,7 @@ FID_NAME = "FID, Inception-v3 pool3 (TF 2015-12-05)"
 # Generated images the published FIDs rest on: the test sets of GAN Compression's and OMGD's evaluation scripts.
 PUBLISHED_FID_IMAGES = {"horse2zebra": 120, "edges2shoes": 200, "cityscapes": 500, "map2sat": 1098}
 DEFAULT_INPUT = {"channels": 3, "height": 256, "width": 256}
+CITYSCAPES_LABEL_CHANNELS = SPADE_DATASETS["cityscapes"].label_nc  # 35 label ids + instance edges
 
 Progress = Callable[[int, int, str], None]
 
@@ -91,6 +98,7 @@ class Options:
     threads: int | None = None
     segmenter: Path | Segmenter | None = None  # DRN-D-105 Cityscapes weights, or any Segmenter (Python API)
     labels: Path | None = None  # train-id label maps named like the inputs (stem.png)
+    split: str = "val"  # the split of a Cityscapes root that a label-map generator is evaluated on
 
     def __post_init__(self) -> None:
         # Recipes and Python callers give paths as strings; everything below reads them as Paths.
@@ -159,6 +167,8 @@ def evaluate(subject: Subject, planned: Plan, teacher: Subject | None, options: 
     ``skipped`` names each metric not measured and why; ``warnings`` says when a number is not comparable with
     published ones (FID or KID on fewer images than the papers used).
     """
+    if teacher is not None:
+        check_teacher_input(subject.config, teacher.config, teacher.model_id)
     if subject.is_classifier:
         measured, dataset, dataset_hash = _classifier(subject, planned, options, progress)
     else:
@@ -172,6 +182,15 @@ def evaluate(subject: Subject, planned: Plan, teacher: Subject | None, options: 
             "metrics": {row.metric: row.as_dict()["value"] for row in rows},
             "protocols": {row.metric: row.protocol for row in rows}, "skipped": planned.skipped,
             "warnings": few_images_warnings(measured, subject.config.get("task"))}
+
+
+def check_teacher_input(config: dict[str, Any], teacher_config: dict[str, Any], teacher: str) -> None:
+    """One line when the teacher does not take the model's kind of input (a label-map generator's teacher must
+    take label maps too)."""
+    channels, teacher_channels = input_shape(config)[0], input_shape(teacher_config)[0]
+    if channels != teacher_channels:
+        raise GzooError(f"the teacher {teacher} takes {teacher_channels}-channel inputs and the model "
+                        f"{channels}-channel ones; give --teacher a model that takes the same inputs")
 
 
 def few_images_warnings(measured: dict[str, tuple[float, dict]], task: str | None) -> list[str]:
@@ -216,14 +235,28 @@ def _chosen(asked: tuple[str, ...] | None, offered: tuple[str, ...],
 # --- generators -------------------------------------------------------------------------------------------------
 
 def _plan_generator(data_root: Path, config: dict[str, Any], has_teacher: bool, options: Options) -> Plan:
-    channels = input_shape(config)[0]
-    if channels != 3:
-        raise GzooError(f"{config.get('id') or config.get('arch')} takes a {channels}-channel input "
-                        f"({config.get('arch')}); gzoo eval feeds RGB images, label-map generators are not supported "
-                        "yet")
-    data = open_eval_data(data_root, options.mode, options.direction)
+    channels, height, width = input_shape(config)
+    name = config.get("id") or config.get("arch")
+    label_maps = channels == CITYSCAPES_LABEL_CHANNELS
+    if channels != 3 and not label_maps:
+        raise GzooError(f"{name} takes a {channels}-channel input ({config.get('arch')}); gzoo eval feeds RGB images "
+                        f"or Cityscapes label maps ({CITYSCAPES_LABEL_CHANNELS} channels), other label maps are not "
+                        "supported yet")
+    data = open_eval_data(data_root, options.mode, options.direction, options.split)
+    if label_maps and data.mode != "cityscapes":
+        raise GzooError(f"{name} takes Cityscapes label maps ({channels} channels), but {data_root} holds {data.mode} "
+                        "images; give --data a Cityscapes root: gtFine/<split>/<city>/*_labelIds.png, "
+                        "*_instanceIds.png and leftImg8bit/<split>/<city>/*_leftImg8bit.png (--split, default val)")
+    if data.mode == "cityscapes" and not label_maps:
+        raise GzooError(f"{data_root} is a Cityscapes root, whose inputs are label maps, and {name} takes "
+                        f"{channels}-channel images; give a folder of images (or A|B pairs)")
+    if label_maps:
+        check_frame_sizes(data.frames, width, width, (height, width), "give frames of the generator's aspect ratio")
+        if options.labels is not None:
+            raise GzooError("--labels: a Cityscapes root brings its own label maps (converted to train ids for the "
+                            "mIoU); leave --labels out")
     if options.max_images:
-        data = replace(data, inputs=replace(data.inputs, paths=data.inputs.paths[:options.max_images]))
+        data = data.first(options.max_images)
     reference, reference_folder = options.reference, None
     if reference is not None and reference.suffix == ".npz" and not reference.is_dir():
         if not reference.is_file():
@@ -239,7 +272,7 @@ def _plan_generator(data_root: Path, config: dict[str, Any], has_teacher: bool, 
     fid_impossible = None if (reference or data.targets or has_teacher) else "no reference: give --reference " \
         "DIR|NPZ, a dataset with real targets (paired or testA/testB), or --teacher"
     no_teacher = None if has_teacher else "no teacher to compare with; give --teacher ID|DIR"
-    no_segmenter = None if options.segmenter and options.labels else \
+    no_segmenter = None if options.segmenter and (options.labels or label_maps) else \
         "needs --segmenter WEIGHTS (DRN-D-105 Cityscapes) and --labels DIR (train-id maps named like the inputs)"
     metrics, skipped = _chosen(options.metrics, GENERATOR_METRICS, {
         "miou": no_segmenter,
@@ -262,6 +295,9 @@ def _generator(subject: Subject, planned: Plan, teacher: Subject | None, options
                              partial(counter.advance, label="images"))
     measured: dict[str, tuple[float, dict]] = {}
     base = {"images": len(data), "data": data.describe(), "input": f"{width}x{height} bicubic, [-1, 1]"}
+    if data.mode == "cityscapes":
+        base["input"] = (f"label_map_to_input(cityscapes): one-hot label ids + instance edges, {subject.input[0]} "
+                         f"channels; labelIds and instanceIds scaled to {width}x{height} NEAREST")
     if teacher is not None and ("psnr" in metrics or "ssim" in metrics):
         against = {**base, "teacher": teacher.model_id, "teacher_weights_sha256": teacher.weights_sha256}
         for metric in ("psnr", "ssim"):
@@ -284,9 +320,10 @@ def _generator(subject: Subject, planned: Plan, teacher: Subject | None, options
                                       "kid_std": std, "kid_subset_size": size, **common})
     if "miou" in metrics:
         value, _ = miou(outputs["confusion"])
+        labels = str(options.labels) if data.mode != "cityscapes" else \
+            f"gtFine labelIds of {data.root} ({data.split}) as train ids (cityscapesScripts labels.py), full size"
         measured["miou"] = (value, {"name": MIOU_PROTOCOL if isinstance(options.segmenter, Path) else
-                                    "mIoU %, a segmenter given through the Python API", **base,
-                                    "labels": str(options.labels)})
+                                    "mIoU %, a segmenter given through the Python API", **base, "labels": labels})
     if "latency" in metrics:
         if progress:
             progress(counter.done, counter.total, "latency")
@@ -301,8 +338,11 @@ def _run_generator(subject: Subject, teacher: Subject | None, data: EvalData, me
     _, height, width = subject.input
     sums = {"psnr": 0.0, "ssim": 0.0}
     features, teacher_features, example = [], [], None
-    segment = segmentation([p.name for p in data.inputs.paths], options.segmenter, options.labels) \
-        if "miou" in metrics else None
+    segment = None
+    if "miou" in metrics and data.mode == "cityscapes":
+        segment = label_map_confusion([f.labels for f in data.frames], options.segmenter, read_train_ids)
+    elif "miou" in metrics:
+        segment = segmentation([p.name for p in data.inputs.paths], options.segmenter, options.labels)
     confusion = torch.zeros(CITYSCAPES_CLASSES, CITYSCAPES_CLASSES, dtype=torch.int64)
     # The teacher's outputs serve PSNR/SSIM, and FID/KID when they are the only reference.
     teacher_as_reference = inception is not None and options.reference is None and data.targets is None
@@ -312,7 +352,7 @@ def _run_generator(subject: Subject, teacher: Subject | None, data: EvalData, me
     model = signed_range(subject.model)
     teacher_model = signed_range(teacher.model) if teacher is not None else None
     with torch.inference_mode():
-        for batch in data.input_batches(height, width, options.batch_size):
+        for batch in _input_batches(data, height, width, options.batch_size):
             example = batch[:1] if example is None else example
             output = model(batch).clamp(-1, 1)
             images = quantise(output)
@@ -337,6 +377,15 @@ def _run_generator(subject: Subject, teacher: Subject | None, data: EvalData, me
             "teacher_features": torch.cat(teacher_features) if teacher_features else None}
 
 
+def _input_batches(data: EvalData, height: int, width: int, batch_size: int) -> Iterator[torch.Tensor]:
+    """A generator's inputs in batches: RGB images in [-1, 1], or Cityscapes label maps as GauGAN's input."""
+    if data.mode != "cityscapes":
+        yield from data.input_batches(height, width, batch_size)
+        return
+    for labels, instances in data.label_batches(width, batch_size):
+        yield label_map_to_input(labels, "cityscapes", instances)
+
+
 def _reference_features(planned: Plan, reference: Path | None, teacher: Subject | None, outputs: dict,
                         inception: "fidlib.InceptionFeatures", height: int, width: int, options: Options,
                         advance: Callable[[int], None]) -> tuple[Any, dict]:
@@ -350,7 +399,8 @@ def _reference_features(planned: Plan, reference: Path | None, teacher: Subject 
         variant = f"{data.mode} {data.direction} targets resized to {width}x{height} bicubic"
         features, _ = inception.cached(content, variant, len(targets),
                                     partial(data.target_batches, height, width, options.batch_size), advance)
-        side = target_folders(data) if data.mode == "unpaired" else "B" if data.direction == "AtoB" else "A"
+        side = target_folders(data) if data.mode == "unpaired" else f"leftImg8bit/{data.split}" \
+            if data.mode == "cityscapes" else "B" if data.direction == "AtoB" else "A"
         return features, {"reference": f"real {side} images of {data.root} ({len(targets)})",
                           "reference_sha256": content}
     assert teacher is not None  # _chosen refused FID without any reference
@@ -388,13 +438,20 @@ def segmentation(names: list[str], segmenter: "Path | Segmenter", labels: Path) 
     matrix against the label maps ``labels/<stem>.png`` of the inputs ``names``."""
     labels_dir = Path(labels)
     _check_label_maps(names, labels_dir)
+    return label_map_confusion([labels_dir / f"{Path(n).stem}.png" for n in names], segmenter, read_label_map)
+
+
+def label_map_confusion(paths: list[Path], segmenter: "Path | Segmenter",
+                        read: Callable[[Path], torch.Tensor]) -> Callable[[torch.Tensor, int], torch.Tensor]:
+    """A function from (generated uint8 images, the index of the first of them) to their confusion matrix against
+    the train-id maps that ``read`` makes of ``paths`` (one per image, in order)."""
     segmenter = load_segmenter(segmenter) if isinstance(segmenter, Path) else segmenter
 
     def confusion(images: torch.Tensor, first: int) -> torch.Tensor:
-        stems = [Path(n).stem for n in names[first:first + len(images)]]
-        maps = [read_label_map(labels_dir / f"{stem}.png") for stem in stems]
+        chunk = paths[first:first + len(images)]
+        maps = [read(path) for path in chunk]
         if any(m.shape != maps[0].shape for m in maps):
-            raise GzooError(f"{labels_dir}: label maps of different sizes ({stems[0]}.png "
+            raise GzooError(f"{chunk[0].parent}: label maps of different sizes ({chunk[0].name} "
                             f"{tuple(maps[0].shape)}); give label maps of one size")
         return confusion_matrix(segmenter(images, tuple(maps[0].shape[-2:])), torch.stack(maps), CITYSCAPES_CLASSES)
 
@@ -404,11 +461,14 @@ def segmentation(names: list[str], segmenter: "Path | Segmenter", labels: Path) 
 class HeldOutScorer:
     """One number for a generator's outputs on fixed inputs, lower is better: FID against a reference (.npz or
     folder), or minus the mean PSNR against a teacher's outputs, or minus the mIoU against label maps. Sub-network
-    search ranks candidates with it; references and label maps are read as ``gzoo eval`` reads them."""
+    search ranks candidates with it; references and label maps are read as ``gzoo eval`` reads them: train-id maps
+    ``labels/<stem>.png`` named like the inputs, or for Cityscapes label-map inputs ``label_maps``, the inputs' own
+    label-id maps (the held-out split's paths), converted to train ids."""
 
     def __init__(self, metric: str, inputs: torch.Tensor, names: list[str], batch_size: int,
                  device: torch.device | str = "cpu", teacher: nn.Module | None = None, reference: str | None = None,
-                 segmenter: "str | Segmenter | None" = None, labels: str | None = None) -> None:
+                 segmenter: "str | Segmenter | None" = None, labels: str | None = None,
+                 label_maps: list[Path] | None = None) -> None:
         self.metric, self.inputs, self.batch_size, self.device = metric, inputs, batch_size, device
         if metric == "psnr":
             self.expected = self._outputs(teacher)
@@ -418,8 +478,9 @@ class HeldOutScorer:
             found, _ = reference_from_file(Path(reference), self.inception, batch_size)
             self.reference = found if isinstance(found, dict) else fidlib.statistics(found)
         elif metric == "miou":
-            self.segment = segmentation(names, Path(segmenter) if isinstance(segmenter, str) else segmenter,
-                                        Path(labels))
+            segmenter = Path(segmenter) if isinstance(segmenter, str) else segmenter
+            self.segment = segmentation(names, segmenter, Path(labels)) if label_maps is None else \
+                label_map_confusion(list(label_maps), segmenter, read_train_ids)
         else:
             raise ValueError(f"unknown held-out metric {metric!r}")
 

@@ -54,6 +54,7 @@ class Mode(str, Enum):
     paired = "paired"
     unpaired = "unpaired"
     single = "single"
+    cityscapes = "cityscapes"
 
 
 class Direction(str, Enum):
@@ -64,7 +65,8 @@ class Direction(str, Enum):
 def eval_command(
         model: Annotated[str, typer.Argument(help="A zoo id or a model directory.")],
         data: Annotated[Path, typer.Option("--data", help="Dataset folder: A|B pairs, testA/testB folders, or a "
-                                                          "folder of images; class folders for classifiers.")],
+                                                          "folder of images; class folders for classifiers; a "
+                                                          "Cityscapes root for label-map generators.")],
         metrics: Annotated[str | None, typer.Option(help="Comma-separated: fid,kid,psnr,ssim,miou,latency "
                                                          "(generators), top1,top5,latency (classifiers) "
                                                          "[default: every one the data allows]",
@@ -88,6 +90,8 @@ def eval_command(
                                                             "(drn-d-105_ms_cityscapes.pth).")] = None,
         labels: Annotated[Path | None, typer.Option(help="mIoU: train-id label maps named like the inputs "
                                                          "(stem.png).")] = None,
+        split: Annotated[str, typer.Option(help="Cityscapes root: the split of gtFine/ and leftImg8bit/ to read.")
+                         ] = "val",
         no_store: Annotated[bool, typer.Option("--no-store", help="Do not write to the results store.")] = False,
         as_json: JsonOption = False) -> None:
     """Measure a model on a dataset (FID, KID, PSNR/SSIM against its teacher, top-1, latency) and store it."""
@@ -99,7 +103,7 @@ def eval_command(
                               batch_size=batch_size, max_images=max_images, save_images=save_images,
                               kid_subset_size=kid_subset_size,
                               inception_weights=str(inception_weights) if inception_weights else None,
-                              threads=threads, segmenter=segmenter, labels=labels)
+                              threads=threads, segmenter=segmenter, labels=labels, split=split)
     if as_json:
         print_json(result)
         return

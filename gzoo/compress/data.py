@@ -7,11 +7,15 @@ have seen, and N processes of a torchrun job together see the batch one process 
 
 Splits follow GAN Compression: the training stages use ``train_meta`` (a text file of file names), the search
 scores the sub-networks on ``held_out_meta``; without meta files every n-th image by name is held out.
+
+The ``cityscapes`` layout (GauGAN) reads gtFine label and instance maps with their leftImg8bit photos as the
+original's cityscapes dataset does (``gzoo.data.cityscapes``): inputs are the one-hot label maps with instance
+edges (``label_map_to_input``), targets the photos; its splits list the label maps.
 """
 
 import math
 import random
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -19,9 +23,11 @@ import torch
 from PIL import Image
 
 from gzoo.compress.settings import DataSettings
+from gzoo.data import cityscapes
 from gzoo.data.datasets import paired_halves, to_unit_range
 from gzoo.data.images import IMAGE_SUFFIXES, open_rgb
 from gzoo.errors import GzooError
+from gzoo.models.spade import SPADE_DATASETS, label_map_to_input
 
 # The builtin demo data: scikit-image's colour photographs (stereo_motorcycle: its left view), scaled so their
 # shorter side is PHOTO_SCALE crops: room for a grid of distinct training crops beside the held-out band.
@@ -42,6 +48,7 @@ class Splits:
     train: tuple[Path, ...]
     train_b: tuple[Path, ...]  # unpaired: domain-B images the discriminator sees as real; otherwise empty
     held_out: tuple[Path, ...]
+    frames: dict[Path, cityscapes.Frame] = field(default_factory=dict)  # cityscapes: each label map's frame
 
 
 class TrainingData:
@@ -64,6 +71,12 @@ class TrainingData:
             index = step * global_batch + position
             epoch, offset = divmod(index, len(self.splits.train))
             path = self.splits.train[self._order(seed, epoch)[offset]]
+            if self.layout == "cityscapes":
+                sample, key = self._frame(path, rng)
+                inputs.append(label_map_to_input(sample.labels, "cityscapes", sample.instance)[0])
+                targets.append(to_unit_range(sample.photo))
+                keys.append(key)
+                continue
             image, target = self._pair(path, rng)
             crop = self._draw_crop(rng)
             inputs.append(self._augment(image, crop))
@@ -89,6 +102,19 @@ class TrainingData:
             return image, open_rgb(rng.choice(self.splits.train_b))  # CycleGAN draws B independently of A
         return image, None
 
+    def _frame(self, path: Path, rng: random.Random) -> tuple[cityscapes.FrameSample, str]:
+        """A cityscapes frame scaled, cropped and flipped as the original's get_params draws it, and its key."""
+        frame, settings = self.splits.frames[path], self.settings
+        size = cityscapes.image_size(frame.labels)
+        width, height = cityscapes.scaled_size(size, settings.load_size)
+        crop = cityscapes.crop_size_of(size, settings.load_size, settings.crop_size)
+        crop_width, crop_height = crop or (0, 0)
+        left, top = rng.randint(0, max(0, width - crop_width)), rng.randint(0, max(0, height - crop_height))
+        flip = settings.flip and rng.random() > 0.5
+        box = (left, top, left + crop_width, top + crop_height) if crop else None
+        key = ":".join(map(str, (path.name, *(box[:2] if box else (0, 0)), flip)))
+        return cityscapes.load_frame(frame, settings.load_size, box, flip), key
+
     def _draw_crop(self, rng: random.Random) -> tuple[int, int, bool]:
         """Left, top and whether to flip."""
         room = self.settings.load_size - self.settings.crop_size
@@ -103,8 +129,22 @@ class TrainingData:
         return to_unit_range(image)
 
 
+def input_channels(settings: DataSettings) -> int:
+    """The channels of the inputs this data feeds a student: RGB images, or cityscapes label maps (36)."""
+    return SPADE_DATASETS["cityscapes"].label_nc if settings.layout == "cityscapes" else 3
+
+
 def held_out_inputs(settings: DataSettings, splits: Splits, size: int) -> tuple[torch.Tensor, list[str]]:
-    """The held-out split's inputs resized to ``size`` (bicubic, no crop or flip), and their file names."""
+    """The held-out split's inputs resized to ``size`` (bicubic, no crop or flip), and their file names.
+
+    cityscapes: the label maps as generator inputs (B, 36, 256, 512), their width scaled to crop_size (NEAREST, no
+    crop or flip: the original's test transform where load_size = crop_size); ``size`` is not used."""
+    if settings.layout == "cityscapes":
+        samples = [cityscapes.load_frame(splits.frames[path], settings.crop_size, photo=False)
+                   for path in splits.held_out]
+        inputs = label_map_to_input(torch.stack([s.labels for s in samples]), "cityscapes",
+                                    torch.stack([s.instance for s in samples]))
+        return inputs, [p.name for p in splits.held_out]
     images = []
     for path in splits.held_out:
         image = open_rgb(path)
@@ -117,11 +157,19 @@ def held_out_inputs(settings: DataSettings, splits: Splits, size: int) -> tuple[
 def find_splits(settings: DataSettings, root: Path) -> Splits:
     """The training and held-out images of a dataset folder, by the recipe's meta files or by name."""
     source, other = ("A", "B") if settings.direction == "AtoB" else ("B", "A")
-    if settings.layout == "unpaired":
+    frames: dict[Path, cityscapes.Frame] = {}
+    if settings.layout == "cityscapes":
+        frames = {frame.labels: frame for frame in cityscapes.find_frames(root, "train")}
+        spade = SPADE_DATASETS["cityscapes"]
+        cityscapes.check_frame_sizes(frames.values(), settings.load_size, settings.crop_size,
+                                     (spade.height, spade.width), "set data.load_size and data.crop_size to 512 "
+                                     "for 2:1 frames (the original's cityscapes defaults)")
+        folder, folder_b = root / "gtFine" / "train", None
+    elif settings.layout == "unpaired":
         folder, folder_b = root / f"train{source}", root / f"train{other}"
     else:
         folder, folder_b = root / "train", None
-    images = _images(folder, settings.layout)
+    images = tuple(frames) if frames else _images(folder, settings.layout)
     if settings.held_out_meta:
         held_out = _listed(images, settings.held_out_meta)
         train = _listed(images, settings.train_meta) if settings.train_meta else \
@@ -143,7 +191,7 @@ def find_splits(settings: DataSettings, root: Path) -> Splits:
     if not train or not held_out:
         raise GzooError(f"{root}: {len(train)} training and {len(held_out)} held-out images; both splits need at "
                         "least one")
-    return Splits(train, train_b, held_out)
+    return Splits(train, train_b, held_out, frames)
 
 
 def _images(folder: Path, layout: str) -> tuple[Path, ...]:

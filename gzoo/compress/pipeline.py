@@ -5,7 +5,8 @@ resumes), makes the builtin data, then runs the method's stages in order: a stag
 again, and each starts from the recipe's seed, so a resumed run ends where an uninterrupted one does. The last
 stage, ``export``, returns what the method exports; the pipeline writes it as a model directory with its
 lineage, evaluates it on the held-out data (the stored row of ``gzoo eval``), counts MACs against the teacher
-and, for a student without ground truth, measures the identity baseline beside it.
+and, for a student of images without ground truth, measures the identity baseline beside it. The student's
+input channels are the data layout's (``gzoo.compress.data.input_channels``: 36 for Cityscapes label maps).
 
 The teacher comes in as a directory: ``gzoo.api`` resolves zoo ids (pulling weights) and hands over a function
 that returns the directory, called by the first process of a torchrun job before the others.
@@ -23,7 +24,14 @@ from torch import nn
 
 from gzoo import evaluation, machine
 from gzoo.compress import get_method
-from gzoo.compress.data import TrainingData, find_splits, held_out_inputs, make_skimage_photos, skimage_photos_settings
+from gzoo.compress.data import (
+    TrainingData,
+    find_splits,
+    held_out_inputs,
+    input_channels,
+    make_skimage_photos,
+    skimage_photos_settings,
+)
 from gzoo.compress.engine import (
     Optimizer,
     Processes,
@@ -225,7 +233,7 @@ def _write_student(run: Run, exported: Exported, stages: list[str], card: CardWr
     config = {
         "method": recipe.method, "task": recipe.task, "teacher": run.teacher.name if run.teacher else None,
         "arch": exported.arch, "arch_args": exported.arch_args,
-        "input": {"channels": 3, "height": height, "width": width},
+        "input": {"channels": input_channels(recipe.data), "height": height, "width": width},
         "recipe": str(recipe_file) if recipe_file else None,
         "lineage": {
             "recipe_sha256": hashlib.sha256(recipe_file.read_bytes()).hexdigest() if recipe_file else None,
@@ -245,28 +253,38 @@ def _write_student(run: Run, exported: Exported, stages: list[str], card: CardWr
 
 def _evaluate(run: Run, directory: Path) -> dict:
     """The stored eval row of the student on the held-out split (or the recipe's data), MACs against the teacher
-    and, without ground truth, the identity baseline (the input taken as the output) beside it."""
+    and, without ground truth, the identity baseline (the input taken as the output) beside it; not for label maps,
+    where an input is no image."""
     recipe = run.recipe
     held_out = run.directory.path / HELD_OUT_DIR
+    cityscapes = recipe.data.layout == "cityscapes"
     if not held_out.is_dir():
         staging = run.directory.path / f".{HELD_OUT_DIR}"
         shutil.rmtree(staging, ignore_errors=True)
         staging.mkdir()
         for path in run.data.splits.held_out:
-            shutil.copyfile(path, staging / path.name)
+            if cityscapes:  # the frame's three files at their places under the root: still a Cityscapes root
+                frame = run.data.splits.frames[path]
+                for file in (frame.labels, frame.instance, frame.photo):
+                    copy = staging / file.relative_to(recipe.data.root)
+                    copy.parent.mkdir(parents=True, exist_ok=True)
+                    shutil.copyfile(file, copy)
+            else:
+                shutil.copyfile(path, staging / path.name)
         staging.rename(held_out)
     data = held_out if recipe.evaluate.data == "held_out" else Path(recipe.evaluate.data)
-    mode = "paired" if recipe.data.layout == "paired" and data == held_out else "single" if data == held_out \
-        else "auto"
+    mode = "auto" if data != held_out else recipe.data.layout if recipe.data.layout in ("paired", "cityscapes") \
+        else "single"
     settings = recipe.evaluate
     teacher = run.teacher
     measured = evaluation.measure(directory, data, teacher.directory if teacher else None, list(settings.metrics),
                                   f"cpu: {machine.cpu_name()}", mode=mode, direction=recipe.data.direction,
                                   max_images=settings.max_images, reference=settings.reference,
-                                  segmenter=settings.segmenter, labels=settings.labels)
+                                  segmenter=settings.segmenter, labels=settings.labels,
+                                  split="train" if cityscapes and data == held_out else None)
     student = load_model_dir(directory)
     shape = read_config(directory)["input"]
-    example = torch.zeros(1, 3, shape["height"], shape["width"])
+    example = torch.zeros(1, shape["channels"], shape["height"], shape["width"])
     student_macs = count_macs(student, example).macs_paper
     summary: dict[str, Any] = {"metrics": measured["metrics"], "student_macs_paper": student_macs,
                                "macs_input": f"{shape['height']}x{shape['width']}"}
@@ -274,7 +292,7 @@ def _evaluate(run: Run, directory: Path) -> dict:
         return summary
     teacher_macs = count_macs(teacher.model.cpu().eval(), example).macs_paper
     summary |= {"teacher_macs_paper": teacher_macs, "macs_reduction": teacher_macs / student_macs}
-    if recipe.data.layout != "paired" and not evaluation.is_classifier(read_config(directory)):
+    if recipe.data.layout not in ("paired", "cityscapes") and not evaluation.is_classifier(read_config(directory)):
         inputs, _ = held_out_inputs(recipe.data, run.data.splits, shape["height"])
         with torch.inference_mode():
             expected = run.teacher.model(inputs).clamp(-1, 1)

@@ -260,5 +260,7 @@ def _check(recipe: Recipe, method: Method) -> None:
     if not recipe.teacher and against_teacher:
         raise GzooError(f"recipe: evaluating {against_teacher[0]} compares the student with its teacher, and this "
                         "recipe has none; set evaluate.metrics without psnr and ssim (e.g. [latency])")
-    if "miou" in recipe.evaluate.metrics and not (recipe.evaluate.segmenter and recipe.evaluate.labels):
+    # cityscapes data brings its own label maps (converted to train ids); other layouts name them
+    labelled = recipe.evaluate.labels or data.layout == "cityscapes"
+    if "miou" in recipe.evaluate.metrics and not (recipe.evaluate.segmenter and labelled):
         raise GzooError("recipe: evaluating miou needs 'evaluate.segmenter' and 'evaluate.labels'")

@@ -3,7 +3,7 @@ student is evaluated on. A method's own sections are dataclasses in its file, va
 
 from dataclasses import dataclass, field
 
-LAYOUTS = ("paired", "unpaired", "single", "classes")
+LAYOUTS = ("paired", "unpaired", "single", "classes", "cityscapes")
 
 
 @dataclass(frozen=True)
@@ -13,8 +13,13 @@ class DataSettings:
     Layouts: ``paired`` root/train holds A|B images side by side (pix2pix); ``unpaired`` root/trainA and
     root/trainB (CycleGAN); ``single`` root/train holds inputs only (the teacher's outputs are the targets).
     ``classes`` root/train holds class folders of inputs (ImageNet's layout; the labels are not read: a
-    classifier is distilled from its teacher). ``builtin: skimage-photos`` makes a ``single`` dataset of crops
-    of scikit-image's photos instead of ``root``.
+    classifier is distilled from its teacher). ``cityscapes`` is the original Cityscapes folder as SPADE's and
+    CAT's ``--dataset_mode cityscapes`` reads it (GauGAN): root/gtFine/train/<city>/*_gtFine_labelIds.png and
+    *_gtFine_instanceIds.png with root/leftImg8bit/train/<city>/*_leftImg8bit.png, paired by <city>_<seq>_<frame>;
+    the inputs are the one-hot label maps with instance edges (36 channels at 256x512), the targets the photos;
+    meta files name label maps (``aachen_000000_000019_gtFine_labelIds.png``). Its preprocessing is the original's
+    scale_width: give load_size 512 and crop_size 512 (a larger load_size crops crop_size x crop_size / 2).
+    ``builtin: skimage-photos`` makes a ``single`` dataset of crops of scikit-image's photos instead of ``root``.
     """
 
     root: str | None = None

@@ -5,23 +5,27 @@
   reference, are the target domain's train and test images together where there is a ``trainB`` (the CycleGAN
   protocol of GAN Compression, whose ``horse2zebra_B.npz`` holds train+test zebras; test images alone raise FID
   by about 4);
-- single: a folder of inputs, no targets.
+- single: a folder of inputs, no targets;
+- cityscapes: a Cityscapes root (gtFine/ and leftImg8bit/, one split: ``val`` by default) for label-map
+  generators (GauGAN): the inputs are the label and instance maps of each frame (``gzoo.data.cityscapes``, resized
+  NEAREST), the targets its photos.
 
 Inputs are resized to the model's input size with bicubic filtering and scaled to [-1, 1] (the originals'
 ``Resize`` + ``ToTensor`` + ``Normalize(0.5, 0.5)``); targets are resized the same way and kept as uint8.
 """
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
 from PIL import Image
 
+from gzoo.data import cityscapes
 from gzoo.data.images import ImageFolder, merge_image_folders, open_rgb, scan_image_folder, to_uint8_tensor
 from gzoo.errors import GzooError
 
-MODES = ("auto", "paired", "unpaired", "single")
+MODES = ("auto", "paired", "unpaired", "single", "cityscapes")
 DIRECTIONS = ("AtoB", "BtoA")
 UNPAIRED_SPLITS = ("test", "val")
 
@@ -31,13 +35,21 @@ class EvalData:
     root: Path
     mode: str  # paired | unpaired | single
     direction: str
-    inputs: ImageFolder
+    inputs: ImageFolder  # cityscapes: the label-id maps
     targets: ImageFolder | None  # unpaired: the other domain's train+test images; paired: the inputs' folder itself
+    frames: tuple[cityscapes.Frame, ...] = ()  # cityscapes: each input's label map, instance map and photo
+    split: str = ""  # cityscapes: the split read
 
     def __len__(self) -> int:
         return len(self.inputs)
 
+    def first(self, count: int) -> "EvalData":
+        """The first ``count`` inputs only (the targets, FID's reference, stay whole)."""
+        return replace(self, inputs=replace(self.inputs, paths=self.inputs.paths[:count]), frames=self.frames[:count])
+
     def describe(self) -> str:
+        if self.mode == "cityscapes":
+            return f"cityscapes {self.split} label and instance maps of {self.root}"
         if self.mode == "paired":
             return f"paired A|B images of {self.root}, {self.direction}"
         if self.mode == "unpaired":
@@ -46,6 +58,9 @@ class EvalData:
 
     def content_hash(self) -> str:
         hashes = [self.inputs.content_hash()]
+        if self.mode == "cityscapes":
+            instances = ImageFolder(self.root, tuple(f.instance for f in self.frames), self.inputs.size, ())
+            hashes += [instances.content_hash(), self.targets.content_hash()]
         if self.mode == "unpaired":
             hashes.append(self.targets.content_hash())
         return hashes[0] if len(hashes) == 1 else "+".join(hashes)
@@ -54,6 +69,13 @@ class EvalData:
         """Model inputs: float N x 3 x H x W in [-1, 1]."""
         for paths in _chunks(self.inputs.paths, batch_size):
             yield torch.stack([to_unit_range(_resized(self._input_half(p), height, width)) for p in paths])
+
+    def label_batches(self, width: int, batch_size: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """cityscapes: (label ids, instance ids), int64 N x H x W, each frame's width scaled to ``width``
+        (NEAREST, the original's test transform)."""
+        for frames in _chunks(self.frames, batch_size):
+            samples = [cityscapes.load_frame(frame, width, photo=False) for frame in frames]
+            yield torch.stack([s.labels for s in samples]), torch.stack([s.instance for s in samples])
 
     def target_batches(self, height: int, width: int, batch_size: int) -> Iterator[torch.Tensor]:
         """Real targets (the FID reference): uint8 N x 3 x H x W, resized as the inputs are."""
@@ -72,13 +94,19 @@ class EvalData:
         return paired_halves(open_rgb(path), self.direction)[1]
 
 
-def open_eval_data(root: str | Path, mode: str = "auto", direction: str = "AtoB") -> EvalData:
-    """Find the layout of ``root`` (or check the one asked for) and list its images."""
+def open_eval_data(root: str | Path, mode: str = "auto", direction: str = "AtoB", split: str = "val") -> EvalData:
+    """Find the layout of ``root`` (or check the one asked for) and list its images; ``split``: the cityscapes
+    split read."""
     root = Path(root)
     if mode not in MODES:
         raise GzooError(f"unknown data mode {mode!r}; use one of {', '.join(MODES)}")
     if direction not in DIRECTIONS:
         raise GzooError(f"unknown direction {direction!r}; use AtoB or BtoA")
+    if mode == "cityscapes" or (mode == "auto" and cityscapes.is_cityscapes(root)):
+        frames = cityscapes.find_frames(root, split)
+        size = cityscapes.image_size(frames[0].labels)
+        return EvalData(root, "cityscapes", direction, ImageFolder(root, tuple(f.labels for f in frames), size, ()),
+                        ImageFolder(root, tuple(f.photo for f in frames), size, ()), frames, split)
     split = next((s for s in UNPAIRED_SPLITS if (root / f"{s}A").is_dir() and (root / f"{s}B").is_dir()), None)
     if mode in ("auto", "unpaired") and split:
         source, target = ("A", "B") if direction == "AtoB" else ("B", "A")
@@ -116,9 +144,9 @@ def save_images(images: torch.Tensor, folder: Path, names: list[str]) -> None:
         Image.fromarray(image.permute(1, 2, 0).numpy()).save(folder / f"{Path(name).stem}.png")
 
 
-def _chunks(paths: tuple[Path, ...], size: int) -> Iterator[tuple[Path, ...]]:
-    for start in range(0, len(paths), size):
-        yield paths[start:start + size]
+def _chunks(items: tuple, size: int) -> Iterator[tuple]:
+    for start in range(0, len(items), size):
+        yield items[start:start + size]
 
 
 def paired_halves(image: Image.Image, direction: str) -> tuple[Image.Image, Image.Image]:

@@ -544,7 +544,10 @@ def test_the_gaugan_recipes_carry_the_scripts_settings(name, target):
         ("cat_inception_spade_generator", "cityscapes", 64, "batch", 16)
     assert (teacher.epochs, teacher.epochs_decay, stages.distill.epochs, stages.distill.epochs_decay) == \
         (100, 100, 100, 100)
-    assert (recipe.data.load_size, recipe.data.crop_size, recipe.data.direction) == (512, 512, "BtoA")
+    assert (recipe.data.layout, recipe.data.load_size, recipe.data.crop_size) == ("cityscapes", 512, 512)
+    gaugan = recipe.gaugan  # base_spade_distiller's and spade_model's defaults
+    assert (gaugan.lambda_feat, gaugan.lambda_vgg, gaugan.num_d, gaugan.norm_d, gaugan.ttur, gaugan.perceptual) == \
+        (10.0, 10.0, 2, "spectralinstance", True, "vgg19")
     # The target is below the teacher's 109.8G and reachable: pruning a teacher with spread scales meets it.
     assert check_spade_target(CatSpadeWidths.uniform(64), "cityscapes", target, 16) == 109_805_760_288
 
@@ -556,32 +559,19 @@ def test_the_gaugan_recipes_carry_the_scripts_settings(name, target):
     ("stages.teacher.norm=instance_affine", "set stages.teacher.norm to batch"),
     ("stages.teacher.arch=spade_generator", "'stages.teacher.arch' must be one of cat_inception_generator, "
                                             "cat_inception_spade_generator"),
+    (["data.layout=paired", "evaluate.metrics=[fid]"], "set data.layout to cityscapes and stages.teacher.dataset to "
+                                                       "cityscapes"),
+    ("stages.teacher.dataset=coco-stuff", "the only label-map layout gzoo reads"),
 ])
 def test_a_gaugan_recipe_cat_cannot_run_fails_when_it_loads(override, message):
     with pytest.raises(GzooError) as error:
-        load_recipe(ROOT / "recipes" / "cat" / "gaugan_cityscapes_b.yaml", [override])
+        load_recipe(ROOT / "recipes" / "cat" / "gaugan_cityscapes_b.yaml", override if isinstance(override, list)
+                    else [override])
     assert message in str(error.value) and "\n" not in str(error.value)
 
 
-def test_gzoo_compress_refuses_gaugan_in_one_line_before_the_teacher_loads(tmp_path):
-    from PIL import Image
-
-    (tmp_path / "data" / "train").mkdir(parents=True)
-    for i in range(2):
-        Image.new("RGB", (16, 8)).save(tmp_path / "data" / "train" / f"{i}.png")
-    recipe = load_recipe(ROOT / "recipes" / "cat" / "gaugan_cityscapes_a.yaml", [f"data.root={tmp_path / 'data'}"])
-
-    def teacher() -> Path:
-        raise AssertionError("the teacher was fetched")
-
-    with pytest.raises(GzooError) as error:
-        compress(recipe, tmp_path / "run", teacher)
-    assert "cat on GauGAN (cat_inception_spade_generator) does not train yet" in str(error.value)
-    assert "\n" not in str(error.value) and not (tmp_path / "run").exists()
-
-
 @pytest.mark.parametrize("arch", ["cat_inception_spade_generator", "spade_generator"])
-def test_a_gaugan_teacher_is_refused_in_one_line_before_training(tmp_path, arch):
+def test_a_gaugan_teacher_on_image_data_is_refused_in_one_line_before_training(tmp_path, arch):
     from gzoo.models import create_model
 
     model = create_model(arch, ngf=1)
@@ -593,5 +583,6 @@ def test_a_gaugan_teacher_is_refused_in_one_line_before_training(tmp_path, arch)
     path.write_text(yaml.safe_dump(document))
     with pytest.raises(GzooError) as error:
         compress(load_recipe(path), tmp_path / "run", lambda: directory)
-    assert "does not train yet" in str(error.value) and "\n" not in str(error.value)
+    assert "layout) needs an image-to-image generator; name a teacher that fits the data" in str(error.value)
+    assert "\n" not in str(error.value)
     assert not (tmp_path / "run").exists()

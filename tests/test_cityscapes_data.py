@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 import torch
 import yaml
+from photos import write_cityscapes
 from PIL import Image
 
 from gzoo import api
@@ -36,39 +37,11 @@ VAL = {"frankfurt": ("immunohistochemistry", "stereo_motorcycle")}
 LABEL_NC = 35  # cityscapes GauGAN: 35 label channels + 1 instance edge channel
 
 
-def _photo(name: str) -> Image.Image:
-    from skimage import data
-
-    array = getattr(data, name)()
-    array = array[0] if isinstance(array, tuple) else array
-    return Image.fromarray(np.asarray(array)).convert("RGB").resize((WIDTH, HEIGHT), Image.BICUBIC)
-
-
-def _write_split(root: Path, split: str, cities: dict[str, tuple[str, ...]]) -> None:
-    for city, photos in cities.items():
-        for index, name in enumerate(photos):
-            stem = f"{city}_{index:06d}_000019"
-            for kind in ("gtFine", "leftImg8bit"):
-                (root / kind / split / city).mkdir(parents=True, exist_ok=True)
-            photo = _photo(name)
-            rgb = np.asarray(photo).astype(np.int64)
-            labels = rgb[..., 0] // 32 + 8 * (rgb[..., 1] // 64)  # label ids 0..31 from the colour
-            instance = labels.copy()  # "stuff" pixels keep their label id, as in Cityscapes
-            for k in range(3):  # instances: car 26000 + k and a person 24000, ids as Cityscapes writes them
-                top, left = 40 + 90 * k + 10 * index, 60 + 200 * k
-                instance[top:top + 70, left:left + 120] = (26000 + k) if k < 2 else 24000
-            photo.save(root / "leftImg8bit" / split / city / f"{stem}_leftImg8bit.png")
-            Image.fromarray(labels.astype(np.uint8), "L").save(root / "gtFine" / split / city /
-                                                                f"{stem}_gtFine_labelIds.png")
-            Image.fromarray(instance.astype(np.uint16)).save(root / "gtFine" / split / city /
-                                                             f"{stem}_gtFine_instanceIds.png")
-
-
 @pytest.fixture(scope="module")
 def cityscapes_root(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("cityscapes")
-    _write_split(root, "train", TRAIN)
-    _write_split(root, "val", VAL)
+    write_cityscapes(root, "train", TRAIN, (WIDTH, HEIGHT))
+    write_cityscapes(root, "val", VAL, (WIDTH, HEIGHT))
     return root
 
 

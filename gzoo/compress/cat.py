@@ -22,13 +22,16 @@
   discriminator starts as the teacher stage's (the original restores the teacher's).
 - ``export``: the distilled student.
 
-GauGAN (``stages.teacher.arch: cat_inception_spade_generator``, recipes/cat/gaugan_cityscapes_{a,b}.yaml): the
-inception SPADE is pruned as ``shrink_spade_model`` prunes it (:func:`prune_spade_to_target`: |gamma| of
-``fc_norm`` and of the first norm of every branch of every block and of its SPADE norm, one threshold, fc
-floored to a multiple of 16 and at least 16 * ``prune_cin_lb``, MACs on the dataset's label maps), but its
-teacher and distill stages need GauGAN's training (label-map data, multi-scale discriminator, feature matching,
-VGG loss), which gzoo does not have yet: such a recipe loads, with its target checked, and ``gzoo compress``
-refuses it in one line before anything runs, as it refuses a GauGAN teacher.
+GauGAN (``stages.teacher.arch: cat_inception_spade_generator``, recipes/cat/gaugan_cityscapes_{a,b}.yaml; data in
+the ``cityscapes`` layout): the same four stages with GauGAN's training (``gzoo.compress.gaugan``, the recipe's
+``gaugan`` section). The teacher is CAT's inception SPADE trained as train.py's spade model (hinge GAN against the
+multi-scale discriminator, discriminator feature matching and VGG19 losses, TTUR, the generator's update first);
+``prune`` is ``shrink_spade_model`` (:func:`prune_spade_to_target`: |gamma| of ``fc_norm`` and of the first norm
+of every branch of every block and of its SPADE norm, one threshold, fc floored to a multiple of 16 and at least
+16 * ``prune_cin_lb``, MACs on the dataset's label maps), the student built anew at the pruned widths (ReLU,
+Xavier); ``distill`` adds - lambda_distill * the kernel alignments at ``head_0``, ``G_middle_1`` and ``up_1``
+(base_spade_distiller's mapping layers) to the teacher's losses, the discriminator restored from the teacher
+stage's.
 """
 
 import json
@@ -45,14 +48,17 @@ from torch import nn
 
 from gzoo.compress.cyclegan import CycleGan, ImagePool
 from gzoo.compress.engine import FeatureTaps, TeacherOutputs, TrainingSettings, frozen
+from gzoo.compress.gaugan import GauGan, GauGanSettings, ttur_groups
 from gzoo.compress.losses import gan_loss, kernel_alignment
 from gzoo.compress.method import Exported, Method, register_method
+from gzoo.compress.perceptual import check_available, perceptual_network
 from gzoo.compress.pipeline import Run
 from gzoo.compress.recipe import Recipe, check_stage_length, one_of
-from gzoo.compress.settings import StageSettings
+from gzoo.compress.settings import DataSettings, StageSettings
 from gzoo.compress.transfer import init_normal
 from gzoo.data.modeldir import save_model_dir
 from gzoo.errors import GzooError
+from gzoo.models import create_model
 from gzoo.models.cat import (
     KERNEL_SIZES,
     BlockWidths,
@@ -64,17 +70,14 @@ from gzoo.models.cat import (
     cat_inception_generator,
     cat_inception_spade_generator,
 )
-from gzoo.models.patchgan import PatchGanDiscriminator
+from gzoo.models.patchgan import MultiscaleDiscriminator, PatchGanDiscriminator
 from gzoo.models.spade import BLOCKS as SPADE_BLOCKS
 from gzoo.models.spade import SPADE_DATASETS, SpadeGenerator, spade_dataset
 
 ARCH = "cat_inception_generator"
 SPADE_ARCH = "cat_inception_spade_generator"
-GAUGAN_NOT_YET = ("cat on GauGAN (cat_inception_spade_generator) does not train yet: gzoo prunes it "
-                  "(gzoo.compress.cat.prune_spade_to_target) but has none of what its teacher and distill stages "
-                  "need (label-map data, GauGAN's multi-scale discriminator, feature-matching and VGG losses); the "
-                  "GauGAN recipes record the original's settings for when it does")
 TAPS = ["down_sampling.9", "features.2", "features.5", "features.8"]  # the original's mapping_layers
+SPADE_TAPS = ["head_0", "G_middle_1", "up_1"]  # base_spade_distiller's mapping_layers
 GAN_MODES = ("hinge", "lsgan", "vanilla")
 PRUNABLE_NORMS = ("instance_affine", "batch")  # norms with a scale to prune by
 DOWN_NORMS, DOWN_CONVS = (2, 5, 8), (1, 4, 7)  # in down_sampling: stem, first and second downsampling
@@ -154,7 +157,7 @@ def _check(recipe: Recipe) -> None:
         one_of(teacher.arch, (ARCH, SPADE_ARCH), "stages.teacher.arch")
         one_of(teacher.norm, PRUNABLE_NORMS, "stages.teacher.norm")
         if teacher.arch == SPADE_ARCH:
-            _check_spade_teacher(teacher, prune)
+            _check_spade_teacher(teacher, prune, data)
             return
         if teacher.ngf < 1 or teacher.n_blocks < 3 * len(TAPS[1:]):
             raise GzooError("recipe: stages.teacher needs ngf >= 1 and n_blocks >= 9 (the taps are blocks 3, 6, 9)")
@@ -163,8 +166,12 @@ def _check(recipe: Recipe) -> None:
                      (size, size), prune.prune_cin_lb)
 
 
-def _check_spade_teacher(teacher: TeacherStage, prune: PruneSettings) -> None:
+def _check_spade_teacher(teacher: TeacherStage, prune: PruneSettings, data: DataSettings) -> None:
     one_of(teacher.dataset, tuple(SPADE_DATASETS), "stages.teacher.dataset")
+    if data.layout != "cityscapes" or teacher.dataset != "cityscapes":
+        raise GzooError(f"recipe: the inception SPADE trains on label maps in the cityscapes layout (gtFine/ and "
+                        f"leftImg8bit/), the only label-map layout gzoo reads; set data.layout to cityscapes and "
+                        f"stages.teacher.dataset to cityscapes (not {data.layout} and {teacher.dataset})")
     if teacher.norm != "batch":
         raise GzooError("recipe: the inception SPADE's norms are batch norms (the scripts' spadesyncbatch3x3); set "
                         "stages.teacher.norm to batch")
@@ -178,13 +185,18 @@ def _check_spade_teacher(teacher: TeacherStage, prune: PruneSettings) -> None:
 
 
 def _check_inputs(recipe: Recipe) -> None:
-    if recipe.stages.teacher is not None and recipe.stages.teacher.arch == SPADE_ARCH:
-        raise GzooError(GAUGAN_NOT_YET)
+    if recipe.data.layout == "cityscapes":  # GauGAN's perceptual network, before anything downloads or trains
+        check_available(recipe.gaugan.perceptual)
 
 
 def _check_model(recipe: Recipe, model: nn.Module) -> None:
-    if isinstance(model, CatInceptionSpadeGenerator | SpadeGenerator):
-        raise GzooError(GAUGAN_NOT_YET)
+    """Label maps go with a GauGAN teacher, images with an image one: the recipe teacher is what the student
+    replaces (with a teacher stage) or what it is pruned from (without one)."""
+    label_maps = recipe.data.layout == "cityscapes"
+    if isinstance(model, CatInceptionSpadeGenerator | SpadeGenerator) != label_maps:
+        kind = "a GauGAN (label maps in)" if label_maps else "an image-to-image generator"
+        raise GzooError(f"the teacher is a {type(model).__name__}, but this recipe's data ({recipe.data.layout} "
+                        f"layout) needs {kind}; name a teacher that fits the data")
 
 
 def _stages(recipe: Recipe) -> list[str]:
@@ -556,32 +568,45 @@ def pruned_spade_student(teacher: CatInceptionSpadeGenerator, widths: CatSpadeWi
 
 def _teacher(run: Run, results: dict) -> dict:
     recipe, settings = run.recipe, run.recipe.stages.teacher
-    teacher = init_normal(_new_teacher(settings))
+    spade = settings.arch == SPADE_ARCH
+    teacher = init_normal(_new_teacher(settings), xavier=spade)  # GauGAN's models: --init_type xavier
     length, batch_size = _teacher_length(run, settings)
-    if recipe.data.layout == "unpaired":
+    if spade:
+        _train_gaugan(run, "teacher", length, teacher, _gaugan_discriminator(recipe), batch_size=batch_size)
+    elif recipe.data.layout == "unpaired":
         _train_cycle_gan(run, teacher, length, batch_size)
     else:
         _train_adversarial(run, "teacher", length, teacher, _discriminator(recipe, settings.norm),
                            settings.lambda_recon, batch_size=batch_size)
     state = run.final_state("teacher")["teacher"]
-    size = recipe.data.crop_size
     directory = run.stage_dir("teacher") / "model"  # the trained teacher, for a later recipe to name
-    arch_args = {"ngf": settings.ngf, "n_blocks": settings.n_blocks, "norm": settings.norm,
-                 "dropout": settings.dropout}
+    if spade:
+        d = spade_dataset(settings.dataset)
+        arch_args = {"dataset": settings.dataset, "ngf": settings.ngf}
+        shape = {"channels": d.label_nc, "height": d.height, "width": d.width}
+        macs = spade_macs_paper(CatSpadeWidths.uniform(settings.ngf), settings.dataset)
+    else:
+        size = recipe.data.crop_size
+        arch_args = {"ngf": settings.ngf, "n_blocks": settings.n_blocks, "norm": settings.norm,
+                     "dropout": settings.dropout}
+        shape = {"channels": 3, "height": size, "width": size}
+        macs = macs_paper(CatWidths.uniform(settings.ngf, settings.n_blocks), size, size, settings.norm)
     if run.processes.is_main:
-        save_model_dir(directory, state, {"arch": ARCH, "arch_args": arch_args, "method": "cat",
-                                          "task": recipe.task, "input": {"channels": 3, "height": size,
-                                                                         "width": size}})
-    return {"model": str(directory), "arch_args": arch_args,
-            "macs_paper": macs_paper(CatWidths.uniform(settings.ngf, settings.n_blocks), size, size, settings.norm)}
+        save_model_dir(directory, state, {"arch": settings.arch, "arch_args": arch_args, "method": "cat",
+                                          "task": recipe.task, "input": shape})
+    return {"model": str(directory), "arch_args": arch_args, "macs_paper": macs}
 
 
 def _prune(run: Run, results: dict) -> dict:
     recipe, settings = run.recipe, run.recipe.stages.prune
     teacher = _inception_teacher(run, results)
-    size = settings.input_size or recipe.data.crop_size
     started = time.perf_counter()
-    pruned = prune_to_target(teacher, settings.target_macs, (size, size), settings.prune_cin_lb)
+    if isinstance(teacher, CatInceptionSpadeGenerator):
+        pruned = prune_spade_to_target(teacher, settings.target_macs, settings.prune_cin_lb)
+        size = f"{teacher.dataset.height}x{teacher.dataset.width}"  # the label maps'
+    else:
+        size = settings.input_size or recipe.data.crop_size
+        pruned = prune_to_target(teacher, settings.target_macs, (size, size), settings.prune_cin_lb)
     seconds = time.perf_counter() - started
     widths = pruned.widths.to_dict()
     if run.processes.is_main:
@@ -596,6 +621,8 @@ def _prune(run: Run, results: dict) -> dict:
 def _distill(run: Run, results: dict) -> dict:
     recipe, prune = run.recipe, results["prune"]
     teacher = _inception_teacher(run, results)
+    if isinstance(teacher, CatInceptionSpadeGenerator):
+        return _distill_spade(run, results, teacher)
     norm = teacher_norm(teacher)
     student = pruned_student(teacher, prune["threshold"], prune["prune_cin_lb"], prune["keep_teacher_weights"], norm)
     if student.widths.to_dict() != prune["widths"]:
@@ -619,16 +646,45 @@ def _distill(run: Run, results: dict) -> dict:
     return {"widths": prune["widths"], "discriminator_from": "teacher" if "teacher" in results else "initialised"}
 
 
-def _export(run: Run, results: dict) -> Exported:
+def _distill_spade(run: Run, results: dict, teacher: CatInceptionSpadeGenerator) -> dict:
+    """GauGAN's losses - lambda_distill * the kernel alignments at SPADE_TAPS (spade_distiller_modules' ``ka``)."""
     recipe, prune = run.recipe, results["prune"]
-    widths = CatWidths.from_dict(prune["widths"])
-    norm = teacher_norm(_inception_teacher(run, results))
-    arch_args = {"widths": prune["widths"], "n_blocks": len(widths.blocks), "norm": norm}
-    student = cat_inception_generator(**arch_args)
+    student = pruned_spade_student(teacher, CatSpadeWidths.from_dict(prune["widths"]))
+    discriminator = _gaugan_discriminator(recipe)
+    if "teacher" in results:  # --restore_D_path: the teacher's discriminator
+        discriminator.load_state_dict(run.final_state("teacher")["discriminator"])
+    teacher_taps, student_taps = _taps(run, teacher, SPADE_TAPS), FeatureTaps(student, SPADE_TAPS)
+
+    def distill_loss() -> torch.Tensor:
+        alignments = [kernel_alignment(s, t) for s, t in zip(student_taps.features(), teacher_taps.features(),
+                                                                strict=True)]
+        return -recipe.training.lambda_distill * sum(alignments)
+
+    try:
+        _train_gaugan(run, "distill", recipe.stages.distill, student, discriminator,
+                      distill_loss if recipe.training.lambda_distill > 0 else None, teacher)
+    finally:
+        student_taps.remove()
+    return {"widths": prune["widths"], "discriminator_from": "teacher" if "teacher" in results else "initialised"}
+
+
+def _export(run: Run, results: dict) -> Exported:
+    prune = results["prune"]
+    teacher = _inception_teacher(run, results)
+    if isinstance(teacher, CatInceptionSpadeGenerator):
+        d = teacher.dataset
+        arch, arch_args = SPADE_ARCH, {"dataset": teacher.dataset_name, "widths": prune["widths"],
+                                       "activation": "relu"}
+        size = (d.height, d.width)
+    else:
+        widths = CatWidths.from_dict(prune["widths"])
+        arch, arch_args = ARCH, {"widths": prune["widths"], "n_blocks": len(widths.blocks),
+                                 "norm": teacher_norm(teacher)}
+        size = (run.recipe.data.crop_size,) * 2
+    student = create_model(arch, **arch_args)
     student.load_state_dict(run.final_state("distill")["student"])
-    size = recipe.data.crop_size
     lineage = {"prune": prune, **({"teacher_stage": results["teacher"]} if "teacher" in results else {})}
-    return Exported(ARCH, arch_args, student.state_dict(), (size, size), lineage=lineage,
+    return Exported(arch, arch_args, student.state_dict(), size, lineage=lineage,
                     summary={"prune": {k: v for k, v in prune.items() if k != "widths"},
                              "cat_teacher_macs_paper": prune["teacher_macs_paper"]})
 
@@ -645,12 +701,14 @@ def _teacher_length(run: Run, settings: TeacherStage) -> tuple[StageSettings, in
                          lr=settings.lr), batch_size
 
 
-def _new_teacher(settings: TeacherStage) -> CatInceptionGenerator:
+def _new_teacher(settings: TeacherStage) -> CatInceptionGenerator | CatInceptionSpadeGenerator:
+    if settings.arch == SPADE_ARCH:  # leaky_relu in the blocks: train.py's spade model
+        return cat_inception_spade_generator(settings.dataset, ngf=settings.ngf)
     return cat_inception_generator(ngf=settings.ngf, n_blocks=settings.n_blocks, norm=settings.norm,
                                    dropout=settings.dropout)
 
 
-def _inception_teacher(run: Run, results: dict) -> CatInceptionGenerator:
+def _inception_teacher(run: Run, results: dict) -> CatInceptionGenerator | CatInceptionSpadeGenerator:
     """The teacher to prune and distil from: the teacher stage's, or the recipe's (then a trained CAT teacher)."""
     if "inception_teacher" not in run.shared:
         if "teacher" in results:
@@ -658,20 +716,22 @@ def _inception_teacher(run: Run, results: dict) -> CatInceptionGenerator:
             teacher.load_state_dict(run.final_state("teacher")["teacher"])
             teacher = teacher.to(run.processes.device).eval().requires_grad_(False)
         else:
-            if run.teacher.arch != ARCH:
+            wanted = SPADE_ARCH if run.recipe.data.layout == "cityscapes" else ARCH
+            if run.teacher.arch != wanted:
                 raise GzooError(f"teacher {run.teacher.name} is a {run.teacher.arch}; a cat recipe without "
-                                f"stages.teacher prunes a trained {ARCH}: add a 'stages.teacher' section to train one")
+                                f"stages.teacher prunes a trained {wanted}: add a 'stages.teacher' section to train "
+                                "one")
             teacher = run.teacher.model
-            if len(teacher.widths.blocks) < 9:
+            if wanted == ARCH and len(teacher.widths.blocks) < 9:
                 raise GzooError(f"teacher {run.teacher.name} has {len(teacher.widths.blocks)} inception blocks; CAT "
                                 "distils at blocks 3, 6 and 9, so it needs at least 9")
         run.shared["inception_teacher"] = teacher
     return run.shared["inception_teacher"]
 
 
-def _taps(run: Run, teacher: nn.Module) -> FeatureTaps:
+def _taps(run: Run, teacher: nn.Module, names: list[str] = TAPS) -> FeatureTaps:
     if "teacher_taps" not in run.shared:
-        run.shared["teacher_taps"] = FeatureTaps(teacher, TAPS)
+        run.shared["teacher_taps"] = FeatureTaps(teacher, names)
     return run.shared["teacher_taps"]
 
 
@@ -680,6 +740,14 @@ def _discriminator(recipe: Recipe, norm: str) -> nn.Module:
     beside the output."""
     channels = 3 if recipe.data.layout == "unpaired" else 6
     return init_normal(PatchGanDiscriminator(channels, recipe.training.ndf, recipe.training.n_layers_d, norm))
+
+
+def _gaugan_discriminator(recipe: Recipe) -> MultiscaleDiscriminator:
+    """SPADE's multi-scale discriminator on the label map beside the photo, initialised as define_D (xavier)."""
+    options, training = recipe.gaugan, recipe.training
+    channels = spade_dataset(recipe.stages.teacher.dataset if recipe.stages.teacher else "cityscapes").label_nc + 3
+    return init_normal(MultiscaleDiscriminator(channels, training.ndf, training.n_layers_d, options.num_d,
+                                               options.norm_d), xavier=True)
 
 
 def _ground_truth(run: Run) -> TeacherOutputs:
@@ -735,6 +803,37 @@ def _train_adversarial(run: Run, stage: str, settings: StageSettings, generator:
               {"G": [name], "D": ["discriminator"]}, training_step)
 
 
+def _train_gaugan(run: Run, stage: str, settings: StageSettings, generator: nn.Module, discriminator: nn.Module,
+                  distill: Callable[[], torch.Tensor] | None = None, teacher: nn.Module | None = None,
+                  batch_size: int | None = None) -> None:
+    """SPADE's ``optimize_parameters`` (``gzoo.compress.gaugan``): the generator's update, with the distillation
+    term after ``teacher``'s forward pass when distilling, then the discriminator's."""
+    recipe, training, processes = run.recipe, run.recipe.training, run.processes
+    options, batch_size = recipe.gaugan, batch_size or training.batch_size
+    if "gaugan_perceptual" not in run.shared:
+        run.shared["gaugan_perceptual"] = perceptual_network(options.perceptual).to(processes.device)
+    gaugan = GauGan(discriminator, run.shared["gaugan_perceptual"], training.gan_mode, training.lambda_gan,
+                    options.lambda_feat, options.lambda_vgg)
+
+    def training_step(step: int) -> Any:
+        batch = run.data.batch(step, batch_size, training.seed, processes.rank, processes.world_size)
+        labels = batch.inputs.to(processes.device)
+
+        def distill_terms() -> dict[str, torch.Tensor]:
+            with torch.no_grad():
+                teacher(labels)  # its taps' features
+            return {"G_distill": distill()}
+
+        yield from gaugan.updates(generator, labels, batch.targets.to(processes.device),
+                                  distill_terms if distill is not None else None)
+
+    name = "teacher" if stage == "teacher" else "student"
+    run.train(stage, settings, {name: generator, "discriminator": discriminator},
+              ttur_groups([name], ["discriminator"], settings.lr or training.lr, options.ttur,
+                          (training.beta1, training.beta2)),
+              training_step)
+
+
 def _train_cycle_gan(run: Run, teacher: CatInceptionGenerator, length: StageSettings, batch_size: int) -> None:
     """CycleGAN's ``optimize_parameters``: both generators (GAN + cycle + identity), then both discriminators
     (real against a pooled fake)."""
@@ -761,7 +860,7 @@ register_method(Method(
     name="cat", teachers=(ARCH, "resnet_generator", "mobile_resnet_generator", "sub_mobile_resnet_generator",
                           SPADE_ARCH, "spade_generator"),
     stages=_stages, run={"teacher": _teacher, "prune": _prune, "distill": _distill, "export": _export},
-    sections={"stages": Stages}, training=CatTrainingSettings, check=_check, check_inputs=_check_inputs,
-    check_model=_check_model,
+    sections={"stages": Stages, "gaugan": GauGanSettings}, training=CatTrainingSettings, check=_check,
+    check_inputs=_check_inputs, check_model=_check_model,
     teacher_hint="give a trained cat_inception_generator, or a generator whose outputs are the targets of single "
                  "data together with a 'stages.teacher' section"))

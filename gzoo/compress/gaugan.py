@@ -11,7 +11,7 @@ image the updated generator makes anew without gradient (``compute_D_loss``). Un
 generator learns at lr / 2 and the discriminator at 2 lr, both by Adam with betas (0, 0.9).
 """
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -81,10 +81,14 @@ class GauGan:
         return {"D_fake": multiscale_gan_loss(self.gan_mode, pred_fake, False),
                 "D_real": multiscale_gan_loss(self.gan_mode, pred_real, True)}
 
-    def updates(self, generator: nn.Module, seg: torch.Tensor, real: torch.Tensor) -> Iterator[StepResult]:
+    def updates(self, generator: nn.Module, seg: torch.Tensor, real: torch.Tensor,
+                more_terms: Callable[[], dict[str, torch.Tensor]] | None = None) -> Iterator[StepResult]:
         """SPADE's step: the generator's update (objective "G"), then the discriminator's ("D") on a new image
-        from the updated generator, for the engine to apply in order."""
+        from the updated generator, for the engine to apply in order. ``more_terms``: a distiller's generator
+        terms, computed after the generator's forward pass (its feature taps filled)."""
         terms = self.generator_terms(seg, generator(seg), real)
+        if more_terms is not None:
+            terms |= more_terms()
         yield {"G": sum(terms.values())}, terms
         with torch.no_grad():
             fake = generator(seg)

@@ -324,26 +324,35 @@ def test_a_short_run_learns_and_repeats_with_its_seed(tmp_path, unpaired, tiny_t
     assert losses["again"] == student and losses["other"] != student
 
 
-def test_a_killed_run_resumes_to_the_same_student_and_fids(tmp_path, unpaired, tiny_teacher, run_gzoo, gzoo_home,
-                                                           offline_inception):
-    """Real FIDs of the teacher on the held-out crops against real B images; killed (SIGKILL) after a checkpoint
-    and resumed, the run ends with the uninterrupted run's weights, FIDs and metrics."""
-    overrides = [arg for o in tiny(unpaired, 4, 2, 1, "training.checkpoint_every=3") for arg in ("--set", o)]
-    args = ["compress", str(H2Z), "--teacher", str(tiny_teacher), *overrides]
+def _killed_and_resumed(tmp_path: Path, overrides: list[str], teacher: Path, run_gzoo, gzoo_home: Path,
+                        inception: str, killed: Callable[[Path], None] = lambda run: None) -> tuple[dict, Path]:
+    """A run uninterrupted in ``tmp_path/whole``, and one killed (SIGKILL) at its first checkpoint then resumed in
+    ``tmp_path/killed`` (``killed`` checks it between the two); both end with the same metrics and
+    ``distill/done.json``, which is returned with the killed run's folder."""
+    args = ["compress", str(H2Z), "--teacher", str(teacher), *(arg for o in overrides for arg in ("--set", o))]
     whole = run_gzoo(*args, "-o", str(tmp_path / "whole"), "--json")
     assert whole.returncode == 0, whole.stderr
     run = tmp_path / "killed"
-    env = {**os.environ, "GZOO_HOME": str(gzoo_home), "GZOO_INCEPTION_WEIGHTS": offline_inception}
-    # Killed at step 3, after the first evaluation.
+    env = {**os.environ, "GZOO_HOME": str(gzoo_home), "GZOO_INCEPTION_WEIGHTS": inception}
     kill_when([sys.executable, "-m", "gzoo", *args, "-o", str(run)], env, (run / "distill" / "checkpoint.pt").is_file,
               240)
     assert not (run / "distill" / "done.json").exists()
+    killed(run)
     resumed = run_gzoo(*args, "-o", str(run), "--resume", "--json")
     assert resumed.returncode == 0, resumed.stderr
-    one, two = json.loads(whole.stdout), json.loads(resumed.stdout)
-    assert two["metrics"] == one["metrics"]
+    assert json.loads(resumed.stdout)["metrics"] == json.loads(whole.stdout)["metrics"]
     done = json.loads((tmp_path / "whole" / "distill" / "done.json").read_text())
     assert done == json.loads((run / "distill" / "done.json").read_text())
+    return done, run
+
+
+def test_a_killed_run_resumes_to_the_same_student_and_fids(tmp_path, unpaired, tiny_teacher, run_gzoo, gzoo_home,
+                                                           offline_inception):
+    """Real FIDs of the teacher on the held-out crops against real B images; killed (SIGKILL) after a checkpoint
+    (step 3, after the first evaluation) and resumed, the run ends with the uninterrupted run's weights, FIDs and
+    metrics."""
+    done, run = _killed_and_resumed(tmp_path, tiny(unpaired, 4, 2, 1, "training.checkpoint_every=3"), tiny_teacher,
+                                    run_gzoo, gzoo_home, offline_inception)
     fids = done["teacher_fid"]
     assert fids["after_teacher_steps"] == [2, 4] and all(s > 0 for s in fids["scores"])
     assert fids["best"] == min(fids["scores"])
@@ -501,21 +510,12 @@ def test_a_killed_run_with_a_pretrained_teacher_resumes_to_the_same_student(tmp_
     """Real FIDs of the student; killed (SIGKILL) after the step-3 checkpoint of 4 student steps and resumed, the
     run ends with the uninterrupted run's weights, FIDs and metrics."""
     more = ("training.checkpoint_every=3", f"teachers.wide_from={pretrained(5)}")
-    overrides = [arg for o in tiny(unpaired, 4, 2, 1, *more) for arg in ("--set", o)]
-    args = ["compress", str(H2Z), "--teacher", str(tiny_teacher), *overrides]
-    whole = run_gzoo(*args, "-o", str(tmp_path / "whole"), "--json")
-    assert whole.returncode == 0, whole.stderr
-    run = tmp_path / "killed"
-    env = {**os.environ, "GZOO_HOME": str(gzoo_home), "GZOO_INCEPTION_WEIGHTS": offline_inception}
-    kill_when([sys.executable, "-m", "gzoo", *args, "-o", str(run)], env, (run / "distill" / "checkpoint.pt").is_file,
-              240)
-    assert not (run / "distill" / "done.json").exists()
-    assert _modules(run)["student_fid"]["scores"][0] > 0  # killed after the first score, before the second
-    resumed = run_gzoo(*args, "-o", str(run), "--resume", "--json")
-    assert resumed.returncode == 0, resumed.stderr
-    assert json.loads(resumed.stdout)["metrics"] == json.loads(whole.stdout)["metrics"]
-    done = json.loads((tmp_path / "whole" / "distill" / "done.json").read_text())
-    assert done == json.loads((run / "distill" / "done.json").read_text())
+
+    def killed_after_the_first_score(run: Path) -> None:  # before the second
+        assert _modules(run)["student_fid"]["scores"][0] > 0
+
+    done, run = _killed_and_resumed(tmp_path, tiny(unpaired, 4, 2, 1, *more), tiny_teacher, run_gzoo, gzoo_home,
+                                    offline_inception, killed_after_the_first_score)
     student = done["student_fid"]  # 2 phases of 2 steps (eval_every 2, n_dis 1), scored after each
     assert student["after_student_steps"] == [2, 4] and all(s > 0 for s in student["scores"])
     final, again = _modules(tmp_path / "whole"), _modules(run)

@@ -18,7 +18,7 @@ from PIL import Image
 from processes import alone_and_on_two, kill_when
 
 from gzoo.compress import perceptual
-from gzoo.compress.losses import ssim, ssim_map
+from gzoo.compress.losses import SsimSide, ssim, ssim_map
 from gzoo.compress.omgd import (
     TAPS,
     GlobalBatchNorm2d,
@@ -95,6 +95,37 @@ def test_student_terms_equal_direct_computations(offline_inception):
     assert float(doubled["G_tv"]) == pytest.approx(2 * 1e-5 * tv, rel=1e-4)
 
 
+def test_the_student_side_computed_once_gives_the_per_teacher_terms(offline_inception):
+    """student_terms computes the student's features, Gram matrices, SSIM statistics and total variation once for
+    both teachers: every term is bit for bit what the computation per teacher (the code before) gives, and the
+    gradient reaching the student's output is the same up to the order of its float sums."""
+    features = perceptual.perceptual_network("inception")
+    settings = OmgdTrainingSettings(lambda_style=100.0)
+    student = torch.cat([photo(64, "astronaut"), photo(64, "coffee")]).requires_grad_(True)
+    teachers = [torch.cat([photo(64, "chelsea"), photo(64, "rocket")]), student.detach().flip(3)]
+    terms = student_terms(settings, features, student, teachers, world_size=2)
+    reference = {name: student.new_zeros(()) for name in terms}
+    student_features = features(student)
+    for teacher in teachers:  # the terms as computed before, everything once per teacher
+        with torch.no_grad():
+            teacher_features = features(teacher)
+        reference["G_ssim"] = reference["G_ssim"] + 10 * (1 - ssim(student, teacher))
+        reference["G_style"] = reference["G_style"] + 100 * perceptual.gram_loss(student_features, teacher_features)
+        reference["G_feature"] = reference["G_feature"] + 10 * torch.nn.functional.l1_loss(
+            student_features[1], teacher_features[1])
+        reference["G_tv"] = reference["G_tv"] + 1e-5 * 2 * perceptual.total_variation(student)
+    for name, value in reference.items():
+        assert torch.equal(terms[name], value), name
+    ours, = torch.autograd.grad(sum(terms.values()), student)
+    theirs, = torch.autograd.grad(sum(reference.values()), student)
+    torch.testing.assert_close(ours, theirs, rtol=1e-4, atol=1e-6)
+    # SSIM with the first image's statistics computed before: the same map, bit for bit
+    side = SsimSide(student)
+    assert torch.equal(ssim_map(student, teachers[0], x_side=side), ssim_map(student, teachers[0]))
+    with pytest.raises(ValueError, match="x_side"):
+        ssim_map(teachers[0], teachers[1], x_side=side)
+
+
 def test_channel_distillation_is_zero_for_identical_pooled_features():
     torch.manual_seed(0)
     connectors = torch.nn.ModuleList(torch.nn.Sequential(torch.nn.Conv2d(8, 16, 1, bias=False),
@@ -132,6 +163,25 @@ def test_the_shared_discriminator_shares_its_first_n_share_blocks():
     middle = widths[1:4]
     assert count_params(SharedPatchGan(6, 128, 5, "batch")) == with_bias - sum(o for _, o in middle) \
         + sum(2 * o for _, o in middle)
+
+
+def test_the_shared_blocks_run_once_for_both_teachers():
+    """The real pair goes through the blocks the teachers share once (``shared``), then through each teacher's own
+    blocks: the predictions are bit for bit the whole pass per teacher, the gradients the same up to float sums."""
+    torch.manual_seed(0)
+    real = torch.cat([photo(64), photo(64, "chelsea")], 1)
+    discriminator = SharedPatchGan(6, 8, 3, "instance")
+    trunk = discriminator.shared(real)
+    once = [discriminator(trunk, index, discriminator.n_share) for index in (0, 1)]
+    whole = [discriminator(real, index) for index in (0, 1)]
+    for a, b in zip(once, whole, strict=True):
+        assert torch.equal(a, b)
+    parameters = list(discriminator.parameters())
+    ours = torch.autograd.grad(sum(p.mean() for p in once), parameters)
+    theirs = torch.autograd.grad(sum(p.mean() for p in whole), parameters)
+    for a, b in zip(ours, theirs, strict=True):  # the biases before instance norms have gradients of float noise
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+    assert torch.equal(SharedPatchGan(6, 8, 0, "instance").shared(real), real)  # nothing shared: nothing run
 
 
 @pytest.mark.parametrize("family, arch, ngf, widths", [

@@ -75,25 +75,38 @@ def distillation_loss(student: Sequence[torch.Tensor], teacher: Sequence[torch.T
     return sum(F.mse_loss(mapping(s), t) for s, t, mapping in zip(student, teacher, mappings, strict=True))
 
 
+class SsimSide:
+    """One image batch's share of SSIM (its local means and means of squares under the window): computed once,
+    it serves every comparison with that batch (OMGD's student against each teacher). ``ssim_map`` gives the same
+    values with or without it."""
+
+    def __init__(self, x: torch.Tensor, window: int = 11, sigma: float = 1.5) -> None:
+        taps = torch.tensor([math.exp(-((i - window // 2) ** 2) / (2 * sigma ** 2)) for i in range(window)],
+                            dtype=x.dtype, device=x.device)
+        taps = taps / taps.sum()
+        self.kernel = (taps[:, None] * taps[None, :]).expand(x.size(1), 1, window, window)
+        self.x, self.window, self.sigma = x, window, sigma
+        self.mu, self.mean_square = self.blur(x), self.blur(x * x)
+
+    def blur(self, t: torch.Tensor) -> torch.Tensor:
+        return F.conv2d(t, self.kernel, padding=self.window // 2, groups=t.size(1))
+
+
 def ssim_map(x: torch.Tensor, y: torch.Tensor, window: int = 11, sigma: float = 1.5, c1: float = 0.01 ** 2,
-             c2: float = 0.03 ** 2) -> torch.Tensor:
-    """The per-pixel SSIM of two N x C x H x W batches, same size as them (the window zero-pads at the border)."""
-    taps = torch.tensor([math.exp(-((i - window // 2) ** 2) / (2 * sigma ** 2)) for i in range(window)],
-                        dtype=x.dtype, device=x.device)
-    taps = taps / taps.sum()
-    kernel = (taps[:, None] * taps[None, :]).expand(x.size(1), 1, window, window)
-
-    def blur(t: torch.Tensor) -> torch.Tensor:
-        return F.conv2d(t, kernel, padding=window // 2, groups=x.size(1))
-
-    mu_x, mu_y = blur(x), blur(y)
-    var_x, var_y, cov = blur(x * x) - mu_x ** 2, blur(y * y) - mu_y ** 2, blur(x * y) - mu_x * mu_y
+             c2: float = 0.03 ** 2, x_side: SsimSide | None = None) -> torch.Tensor:
+    """The per-pixel SSIM of two N x C x H x W batches, same size as them (the window zero-pads at the border).
+    ``x_side``: ``SsimSide(x, window, sigma)`` computed before, so x's own statistics are not computed again."""
+    side = x_side if x_side is not None else SsimSide(x, window, sigma)
+    if side.x is not x or (side.window, side.sigma) != (window, sigma):
+        raise ValueError("x_side must be SsimSide(x) of this x, window and sigma")
+    mu_x, mu_y = side.mu, side.blur(y)
+    var_x, var_y, cov = side.mean_square - mu_x ** 2, side.blur(y * y) - mu_y ** 2, side.blur(x * y) - mu_x * mu_y
     return ((2 * mu_x * mu_y + c1) * (2 * cov + c2)) / ((mu_x ** 2 + mu_y ** 2 + c1) * (var_x + var_y + c2))
 
 
-def ssim(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """Mean SSIM of two batches, differentiable (OMGD's student term is 1 - ssim)."""
-    return ssim_map(x, y).mean()
+def ssim(x: torch.Tensor, y: torch.Tensor, x_side: SsimSide | None = None) -> torch.Tensor:
+    """Mean SSIM of two batches, differentiable (OMGD's student term is 1 - ssim); ``x_side`` as ``ssim_map``'s."""
+    return ssim_map(x, y, x_side=x_side).mean()
 
 
 def kernel_alignment(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:

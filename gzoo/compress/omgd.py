@@ -49,7 +49,7 @@ from gzoo.compress import perceptual
 from gzoo.compress.cyclegan import CycleGan, ImagePool
 from gzoo.compress.data import held_out_inputs
 from gzoo.compress.engine import FeatureTaps, Schedule, StepResult, TrainingSettings, frozen
-from gzoo.compress.losses import gan_loss, ssim
+from gzoo.compress.losses import SsimSide, gan_loss, ssim
 from gzoo.compress.method import Exported, Method, register_method
 from gzoo.compress.pipeline import Run
 from gzoo.compress.recipe import Recipe, check_stage_length, one_of
@@ -257,12 +257,21 @@ class SharedPatchGan(nn.Module):
             layers += [make_norm(width)] if index else []
             return nn.Sequential(*layers, nn.LeakyReLU(0.2, True))
 
+        self.n_share = n_share
         self.blocks = nn.ModuleList(nn.ModuleList(block(i) for _ in range(1 if i < n_share else teachers))
                                     for i in range(len(shapes)))
 
-    def forward(self, x: torch.Tensor, teacher: int) -> torch.Tensor:
-        for copies in self.blocks:
+    def forward(self, x: torch.Tensor, teacher: int, start: int = 0) -> torch.Tensor:
+        """Teacher ``teacher``'s prediction; ``start``: x is the output of the first ``start`` blocks (``shared``)."""
+        for copies in self.blocks[start:]:
             x = copies[min(teacher, len(copies) - 1)](x)
+        return x
+
+    def shared(self, x: torch.Tensor) -> torch.Tensor:
+        """The output of the blocks the teachers share: computed once, it serves every teacher's ``forward`` with
+        ``start=n_share`` (the same numbers as the whole pass per teacher)."""
+        for copies in self.blocks[:self.n_share]:
+            x = copies[0](x)
         return x
 
 
@@ -350,18 +359,25 @@ def student_terms(training: OmgdTrainingSettings, features: nn.Module, student_o
 
     The teacher outputs must be detached. The total variation is a sum over the batch, so in a torchrun job each
     process's share is scaled by the number of processes: averaged over them it is the global batch's sum.
+    What is the student's alone is computed once for all the teachers (its features, their Gram matrices, its
+    SSIM statistics, its total variation): the terms are the same numbers as from a computation per teacher.
     """
     student_features = features(student_output)
+    student_grams = [perceptual.gram_matrix(f) for f in student_features]
+    student_side = SsimSide(student_output)
+    tv = training.lambda_tv * world_size * perceptual.total_variation(student_output)
     terms = {name: student_output.new_zeros(()) for name in ("G_ssim", "G_style", "G_feature", "G_tv")}
     for teacher_output in teacher_outputs:
         with torch.no_grad():
             teacher_features = features(teacher_output)
-        terms["G_ssim"] = terms["G_ssim"] + training.lambda_ssim * (1 - ssim(student_output, teacher_output))
-        terms["G_style"] = terms["G_style"] + training.lambda_style * perceptual.gram_loss(
-            student_features, teacher_features)
+            teacher_grams = [perceptual.gram_matrix(f) for f in teacher_features]
+        terms["G_ssim"] = terms["G_ssim"] + training.lambda_ssim * (
+            1 - ssim(student_output, teacher_output, x_side=student_side))
+        terms["G_style"] = terms["G_style"] + training.lambda_style * sum(
+            F.l1_loss(s, t) for s, t in zip(student_grams, teacher_grams, strict=True))
         terms["G_feature"] = terms["G_feature"] + training.lambda_feature * F.l1_loss(
             student_features[FEATURE_TAP], teacher_features[FEATURE_TAP])
-        terms["G_tv"] = terms["G_tv"] + training.lambda_tv * world_size * perceptual.total_variation(student_output)
+        terms["G_tv"] = terms["G_tv"] + tv
     return terms
 
 
@@ -458,7 +474,8 @@ def _distill(run: Run, results: dict) -> dict:
                 teachers.ground_truth(inputs, batch.keys)[0]
         outputs = {name: teachers.trained[name](inputs) for name in order}
         if teachers.wide_taps and "wide" in outputs:
-            wide_pooled = [f.mean((2, 3)) for f in teachers.wide_taps.features()]
+            with torch.no_grad():  # targets only (channel_distillation detaches them)
+                wide_pooled = [f.mean((2, 3)) for f in teachers.wide_taps.features()]
         guides += [outputs[name].detach() for name in order]
         output = student(inputs)
         terms = student_terms(training, features, output, guides, processes.world_size)
@@ -467,12 +484,14 @@ def _distill(run: Run, results: dict) -> dict:
                                                                       modules["connectors"])
         objectives = {"G_student": sum(terms.values())}
         if order and (step + 1) % training.n_dis == 0:  # the original counts steps from 1
-            real = torch.cat((inputs, targets), 1)
+            # the real pair through the blocks the teachers share once, not once per teacher
+            real = discriminator.shared(torch.cat((inputs, targets), 1))
             loss_d = inputs.new_zeros(())
             for index, name in enumerate(order):
                 fake = torch.cat((inputs, outputs[name]), 1)
                 loss_d = loss_d + 0.5 * (gan_loss(training.gan_mode, discriminator(fake.detach(), index), False)
-                                         + gan_loss(training.gan_mode, discriminator(real, index), True))
+                                         + gan_loss(training.gan_mode, discriminator(real, index,
+                                                                                    discriminator.n_share), True))
                 with frozen(discriminator):
                     loss_gan = training.lambda_gan * gan_loss(training.gan_mode, discriminator(fake, index), True,
                                                               False)

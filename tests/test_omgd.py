@@ -41,7 +41,7 @@ TINY = ["--set", "data.load_size=64", "--set", "data.crop_size=64", "--set", "da
         "--set", "data.held_out_crops_per_photo=1", "--set", "teachers.wide_ngf=8", "--set", "teachers.deep_ngf=4",
         "--set", "student.ngf=4", "--set", "training.ndf=8", "--set", "stages.distill.steps=3",
         "--set", "stages.distill.steps_decay=1", "--set", "training.log_every=1",
-        "--set", "training.checkpoint_every=2", "--set", "evaluate.metrics=[psnr]"]
+        "--set", "training.checkpoint_every=2", "--set", "evaluate.metrics=[psnr]", "--set", "training.batch_size=1"]
 
 
 @pytest.fixture
@@ -250,7 +250,7 @@ def test_recipe_has_the_scripts_settings(row):
 @pytest.mark.parametrize("overrides, message", [
     (["data.builtin=null", "data.root=x", "data.layout=unpaired"], "CycleGAN setting"),
     (["teachers.wide_from=no-such-dir"], "neither 'teacher'"),
-    (["student.family=unet"], "multiple of 256, not 128"),
+    (["student.family=unet"], "multiple of 256, not 64"),
     (["training.n_share=6"], "between 0 and 5"),
     (["data.load_size=150"], "cache_frozen needs data.load_size equal to data.crop_size"),
     (["data.load_size=24", "data.crop_size=24"], "crop_size of at least 27"),

@@ -445,7 +445,7 @@ def test_help_shows_flags_without_a_type_and_choices_instead_of_str(gzoo_main, m
         assert not [line for line in options if "<bool>" in line or "<str>" in line], (command, out)
     shown = {command[0]: gzoo_main(*command, "--help")[1]
              for command in (["eval"], ["bench"], ["convert"], ["leaderboard"], ["export"])}
-    assert "<auto|paired|unpaired|single>" in shown["eval"] and "<AtoB|BtoA>" in shown["eval"]
+    assert "<auto|paired|unpaired|single|cityscapes>" in shown["eval"] and "<AtoB|BtoA>" in shown["eval"]
     from gzoo.metrics.latency import RUNTIMES
 
     assert f"<{'|'.join(RUNTIMES)}>" in shown["bench"]  # every runtime the API times
@@ -471,7 +471,8 @@ def test_shell_completion_installs_and_completes_commands_and_choices(gzoo_main,
     code, out, _ = gzoo_main("--show-completion", "bash")
     assert code == 0 and "complete -o default -F _gzoo_completion gzoo" in out
     monkeypatch.setenv("_GZOO_COMPLETE", "complete_bash")
-    for words, expected in (("gzoo ev", ["eval"]), ("gzoo eval x --mode ", ["auto", "paired", "unpaired", "single"])):
+    modes = ["auto", "paired", "unpaired", "single", "cityscapes"]
+    for words, expected in (("gzoo ev", ["eval"]), ("gzoo eval x --mode ", modes)):
         monkeypatch.setenv("COMP_WORDS", words)
         monkeypatch.setenv("COMP_CWORD", str(len(words.split()) - (0 if words.endswith(" ") else 1)))
         code, out, _ = gzoo_main()

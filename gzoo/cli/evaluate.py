@@ -90,7 +90,8 @@ def eval_command(
                                                             "(drn-d-105_ms_cityscapes.pth).")] = None,
         labels: Annotated[Path | None, typer.Option(help="mIoU: train-id label maps named like the inputs "
                                                          "(stem.png).")] = None,
-        split: Annotated[str, typer.Option(help="Cityscapes root: the split of gtFine/ and leftImg8bit/ to read.")
+        split: Annotated[str, typer.Option(help="Cityscapes root: the split of gtFine/ and leftImg8bit/ to read.",
+                                                   metavar="SPLIT")
                          ] = "val",
         no_store: Annotated[bool, typer.Option("--no-store", help="Do not write to the results store.")] = False,
         as_json: JsonOption = False) -> None:

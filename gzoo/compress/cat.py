@@ -47,6 +47,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from gzoo.compress.cyclegan import CycleGan, ImagePool
+from gzoo.compress.data import input_channels
 from gzoo.compress.engine import FeatureTaps, TeacherOutputs, TrainingSettings, frozen
 from gzoo.compress.gaugan import GauGan, GauGanSettings, ttur_groups
 from gzoo.compress.losses import gan_loss, kernel_alignment
@@ -745,7 +746,7 @@ def _discriminator(recipe: Recipe, norm: str) -> nn.Module:
 def _gaugan_discriminator(recipe: Recipe) -> MultiscaleDiscriminator:
     """SPADE's multi-scale discriminator on the label map beside the photo, initialised as define_D (xavier)."""
     options, training = recipe.gaugan, recipe.training
-    channels = spade_dataset(recipe.stages.teacher.dataset if recipe.stages.teacher else "cityscapes").label_nc + 3
+    channels = input_channels(recipe.data) + 3  # the data's label channels, then the photo's
     return init_normal(MultiscaleDiscriminator(channels, training.ndf, training.n_layers_d, options.num_d,
                                                options.norm_d), xavier=True)
 

@@ -169,6 +169,26 @@ def test_a_photo_too_small_for_both_splits_is_refused():
         photo_crop_boxes(200, 300, 128, train=4, held_out=1)
 
 
+@pytest.mark.parametrize("photo_scale", [2, 4.5])
+def test_photo_scale_sets_the_size_photos_are_cut_from(tmp_path, photo_scale):
+    import numpy as np
+    from PIL import Image
+    from skimage import data
+
+    from gzoo.compress.data import make_skimage_photos
+    from gzoo.compress.settings import DataSettings
+
+    size = 16
+    make_skimage_photos(tmp_path, DataSettings(load_size=size, crop_size=size, crops_per_photo=4,
+                                               held_out_crops_per_photo=1, photo_scale=photo_scale))
+    side = round(photo_scale * size)  # the astronaut is square
+    photo = np.asarray(Image.fromarray(data.astronaut()).resize((side, side), Image.BICUBIC))
+    first = np.asarray(Image.open(tmp_path / "train" / "astronaut_train_00.png"))
+    held_out = np.asarray(Image.open(tmp_path / "train" / "astronaut_held_out_00.png"))
+    np.testing.assert_array_equal(first, photo[:size, :size])
+    np.testing.assert_array_equal(held_out, photo[:size, side - size:])
+
+
 def _train_toy(directory: Path, stop_after: int | None = None) -> tuple[nn.Module, list[dict]]:
     """A linear model regressed to fixed targets for 6 steps, optionally stopped after ``stop_after`` steps."""
     torch.manual_seed(0)
@@ -281,6 +301,7 @@ def test_two_processes_give_the_first_step_loss_of_one(tmp_path, gzoo_home):
     (["stages.search.budget=1000"], "below the smallest config"),
     (["data.load_size=150"], "training.cache_teacher needs data.load_size equal to data.crop_size"),
     (["data.builtin=null"], "no data; set 'data.root'"),
+    (["data.photo_scale=1.5"], "data.photo_scale 1.5 leaves no room for training crops"),
     (["data.builtin=null", "data.layout=single", "data.root=no-such-folder"], "no-such-folder/train: no such folder"),
     (["evaluate.metrics=[psnr, miou]"], "evaluating miou needs 'evaluate.segmenter' and 'evaluate.labels'"),
 ])

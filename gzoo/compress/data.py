@@ -29,11 +29,10 @@ from gzoo.data.images import IMAGE_SUFFIXES, open_rgb
 from gzoo.errors import GzooError
 from gzoo.models.spade import SPADE_DATASETS, label_map_to_input
 
-# The builtin demo data: scikit-image's colour photographs (stereo_motorcycle: its left view), scaled so their
-# shorter side is PHOTO_SCALE crops: room for a grid of distinct training crops beside the held-out band.
+# The builtin demo data: scikit-image's colour photographs (stereo_motorcycle: its left view), each scaled so its
+# shorter side is data.photo_scale crops: room for a grid of training crops beside the held-out band.
 SKIMAGE_PHOTOS = ("astronaut", "chelsea", "coffee", "rocket", "hubble_deep_field", "immunohistochemistry", "retina",
                   "stereo_motorcycle")
-PHOTO_SCALE = 3
 
 
 @dataclass(frozen=True)
@@ -223,7 +222,7 @@ def _listed(images: tuple[Path, ...], meta: str) -> tuple[Path, ...]:
 def make_skimage_photos(root: Path, settings: DataSettings) -> DataSettings:
     """Write crops of scikit-image's photographs as a ``single`` dataset under ``root`` with its meta files.
 
-    Each photo is scaled so its shorter side is ``PHOTO_SCALE`` times ``load_size``; ``photo_crop_boxes`` places
+    Each photo is scaled so its shorter side is ``photo_scale`` times ``load_size``; ``photo_crop_boxes`` places
     its held-out crops in a band along the right edge and its training crops on a grid over the rest, so no
     held-out pixel is ever trained on and both splits come from the same photos (as GAN Compression's
     train1/train2 meta files split one dataset). Returns the data settings that read it.
@@ -240,7 +239,7 @@ def make_skimage_photos(root: Path, settings: DataSettings) -> DataSettings:
         array = getattr(data, name)()
         array = array[0] if isinstance(array, tuple) else array  # stereo_motorcycle: (left, right, disparity)
         image = Image.fromarray(np.asarray(array)).convert("RGB")
-        scale = PHOTO_SCALE * size / min(image.size)
+        scale = settings.photo_scale * size / min(image.size)
         image = image.resize((round(image.width * scale), round(image.height * scale)), Image.BICUBIC)
         boxes = photo_crop_boxes(image.width, image.height, size, settings.crops_per_photo,
                                  settings.held_out_crops_per_photo)

@@ -249,6 +249,9 @@ def _check(recipe: Recipe, method: Method) -> None:
         raise GzooError("recipe: no data; set 'data.root' to the dataset folder or pass --data DIR")
     if data.builtin:
         one_of(data.builtin, ("skimage-photos",), "data.builtin")
+        if data.photo_scale < 2:  # the training grid and the held-out band are a crop wide each, at least
+            raise GzooError(f"recipe: data.photo_scale {data.photo_scale} leaves no room for training crops beside "
+                            "the held-out band; give at least 2")
     one_of(data.layout, LAYOUTS, "data.layout")
     one_of(data.direction, ("AtoB", "BtoA"), "data.direction")
     if data.crop_size > data.load_size:

@@ -39,6 +39,7 @@ class DataSettings:
     # touches)
     crops_per_photo: int = 8
     held_out_crops_per_photo: int = 2
+    photo_scale: float = 3  # builtin photos: each is scaled so its shorter side is photo_scale x load_size
 
 
 @dataclass(frozen=True)

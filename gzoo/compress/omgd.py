@@ -72,7 +72,7 @@ ARCHS = {"resnet": ("mobile_resnet_generator", "omgd_deep_mobile_resnet_generato
 DEFAULT_NORM = {"resnet": "instance", "unet": "batch"}
 FEATURE_TAP = 1  # relu2_2 for VGG16: the feature term's layer
 N_LAYERS_D = 3  # the CycleGAN setting's discriminators: options' --n_layers_D default (--netD n_layers)
-FID_BATCH = 8  # held-out images per forward pass when the teacher is scored (the score does not depend on it)
+SCORE_BATCH = 8  # held-out images per forward pass when a generator is scored (the score does not depend on it)
 
 
 # --- the recipe sections ----------------------------------------------------------------------------------------
@@ -512,6 +512,12 @@ def _distill(run: Run, results: dict) -> dict:
                          if name in teachers.trained or (name == "wide" and teachers.frozen_wide)}}
 
 
+def evaluation_steps(total: int, every: int) -> list[int]:
+    """The steps done at each evaluation: every ``every``-th of ``total`` and the last."""
+    ends = list(range(every, total + 1, every))
+    return ends if ends and ends[-1] == total else [*ends, total]
+
+
 # --- the CycleGAN setting ---------------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
@@ -542,8 +548,7 @@ class Alternation(Schedule):
     @property
     def evaluations(self) -> list[int]:
         """The teacher steps done at each evaluation (each followed by a student phase)."""
-        ends = list(range(self.every, self.teacher_steps + 1, self.every))
-        return ends if ends and ends[-1] == self.teacher_steps else [*ends, self.teacher_steps]
+        return evaluation_steps(self.teacher_steps, self.every)
 
     @property
     def total(self) -> int:
@@ -570,8 +575,9 @@ class Alternation(Schedule):
         return super().factor(self.phase(step).clock)
 
 
-class BestFid(nn.Module):
-    """A generator's FID at each evaluation and the best so far, in buffers: a checkpoint holds them."""
+class BestScores(nn.Module):
+    """A generator's score (lower is better) at each evaluation and the best so far, in buffers: a checkpoint holds
+    them."""
 
     def __init__(self, evaluations: int) -> None:
         super().__init__()
@@ -587,6 +593,52 @@ class BestFid(nn.Module):
         self.best.fill_(score)
         self.best_index.fill_(index)
         return True
+
+
+class HeldOutScoring:
+    """Scores generators on the run's held-out inputs with one ``HeldOutScorer`` (lower is better), built at the first
+    score (it loads Inception and the reference, the segmenter, or the teacher's outputs), and keeps the weights of
+    the best so far."""
+
+    def __init__(self, run: Run, metric: str, max_images: int | None, **references: str | None) -> None:
+        self.run, self.metric, self.max_images, self.references = run, metric, max_images, references
+        self.scorer: HeldOutScorer | None = None
+
+    def __call__(self, model: nn.Module, index: int, record: BestScores, keep: nn.Module) -> float:
+        """Score ``model`` (in eval mode) as evaluation ``index`` of ``record``; its weights go to ``keep`` when it
+        is the best so far. Returns the score."""
+        run = self.run
+        if self.scorer is None:
+            inputs, names = held_out_inputs(run.recipe.data, run.data.splits, run.recipe.data.crop_size)
+            teacher = run.teacher.model if self.metric == "psnr" else None
+            self.scorer = HeldOutScorer(self.metric, inputs[:self.max_images], names[:self.max_images], SCORE_BATCH,
+                                        run.processes.device, teacher=teacher, **self.references)
+        model.eval()
+        try:
+            with torch.autocast(run.processes.device.type, enabled=False):
+                score = self.scorer(model)
+        finally:
+            model.train()
+        if record.record(index, score):
+            keep.load_state_dict(model.state_dict())
+        return score
+
+
+def as_measured(metric: str, score: float) -> float:
+    """A HeldOutScorer score in its metric's own terms: FID as it is, PSNR (dB) and mIoU back from their negatives."""
+    return -score if metric in ("psnr", "miou") else score
+
+
+def scores_summary(state: dict[str, torch.Tensor], after: list[int], unit: str, metric: str = "fid",
+                   exported: bool = False) -> dict:
+    """What done.json, the summary and the lineage record of a ``BestScores``: the scores in the metric's own terms
+    after ``after`` steps of the ``unit`` (teacher or student), the best and where; ``exported``: which student the
+    export takes, the best scored, or the last when no score is a number."""
+    index = int(state["best_index"])
+    summary = {f"after_{unit}_steps": after, "scores": [as_measured(metric, s) for s in state["scores"].tolist()],
+               "best": as_measured(metric, float(state["best"])),
+               f"best_after_{unit}_steps": after[index] if index >= 0 else None}
+    return summary | ({"exported": "best" if index >= 0 else "last"} if exported else {})
 
 
 def _distill_cycle(run: Run, results: dict) -> dict:
@@ -607,7 +659,7 @@ def _distill_cycle(run: Run, results: dict) -> dict:
     # The student is scored after every eval_every of its steps (the original's evaluate_student_model at every
     # save_epoch_freq-th student epoch, the last of a phase included): n_dis times a phase; the best is exported.
     student_best = copy.deepcopy(student)
-    student_fids = BestFid(len(schedule.evaluations) * training.n_dis)
+    student_fids = BestScores(len(schedule.evaluations) * training.n_dis)
     modules: dict[str, nn.Module] = {"student": student, "student_best": student_best, "student_fid": student_fids}
     groups = {"G_student": ["student"]}
     if pair is None:
@@ -615,7 +667,7 @@ def _distill_cycle(run: Run, results: dict) -> dict:
         teacher_widths = _tap_widths(teacher, "resnet", size) if training.lambda_cd > 0 else []
     else:
         teacher = copy.deepcopy(pair.forward)  # the teacher A -> B of the best FID so far: the student's teacher
-        fids = BestFid(len(schedule.evaluations))
+        fids = BestScores(len(schedule.evaluations))
         modules |= {"teacher_a": pair.forward, "teacher_b": pair.backward, "discriminator_a": pair.disc_a,
                     "discriminator_b": pair.disc_b, "pool_a": pair.pool_a, "pool_b": pair.pool_b,
                     "teacher_best": teacher, "fid": fids}
@@ -629,23 +681,8 @@ def _distill_cycle(run: Run, results: dict) -> dict:
     guide = FrozenOutputs(teacher, taps[1] if taps else None, cache=pretrained and training.cache_frozen)
     features = perceptual.perceptual_network(training.perceptual, training.perceptual_normalization) \
         .to(processes.device)
-    scorer: list[HeldOutScorer] = []  # built at the first evaluation (it loads Inception and the reference)
-
-    def evaluate(model: nn.Module, index: int, record: BestFid, keep: nn.Module) -> float:
-        """FID of ``model`` (A -> B) on the held-out inputs; its weights go to ``keep`` when the best so far."""
-        if not scorer:
-            inputs, names = held_out_inputs(recipe.data, run.data.splits, size)
-            scorer.append(HeldOutScorer("fid", inputs[:cycle.max_images], names[:cycle.max_images], FID_BATCH,
-                                        processes.device, reference=_fid_reference(recipe)))
-        model.eval()
-        try:
-            with torch.autocast(processes.device.type, enabled=False):
-                score = scorer[0](model)
-        finally:
-            model.train()
-        if record.record(index, score):
-            keep.load_state_dict(model.state_dict())
-        return score
+    # FID of a generator (A -> B) on the held-out inputs; the weights of the best so far are kept
+    evaluate = HeldOutScoring(run, "fid", cycle.max_images, reference=_fid_reference(recipe))
 
     def student_step(phase: Phase, score: float | None) -> Iterator[StepResult]:
         # The student's batches continue after the teacher's (other passes over the data, its own order); their
@@ -686,22 +723,13 @@ def _distill_cycle(run: Run, results: dict) -> dict:
         for tap in taps:
             tap.remove()
     final = run.final_state("distill")
-    scored = final["student_fid"]
-    student_index = int(scored["best_index"])
     student_evaluations = [cycle.eval_every * (i + 1) for i in range(len(student_fids.scores))]
     result = {"teachers": {"a": _describe(recipe, "wide") | ({} if pretrained else {"cycle_gan": True})},
               # the exported student: the best scored (the last when no score is a number)
-              "student_fid": {"after_student_steps": student_evaluations, "scores": scored["scores"].tolist(),
-                              "best": float(scored["best"]), "best_after_student_steps":
-                                  student_evaluations[student_index] if student_index >= 0 else None,
-                              "exported": "best" if student_index >= 0 else "last"}}
+              "student_fid": scores_summary(final["student_fid"], student_evaluations, "student", exported=True)}
     if pretrained:
         return result
-    state = final["fid"]
-    index = int(state["best_index"])
-    return result | {"teacher_fid": {"after_teacher_steps": schedule.evaluations, "scores": state["scores"].tolist(),
-                                     "best": float(state["best"]), "best_after_teacher_steps":
-                                         schedule.evaluations[index] if index >= 0 else None}}
+    return result | {"teacher_fid": scores_summary(final["fid"], schedule.evaluations, "teacher")}
 
 
 def _describe(recipe: Recipe, name: str) -> dict:

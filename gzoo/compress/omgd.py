@@ -19,6 +19,12 @@ of the weights before the step, as in the original ``optimize_parameters``.
 directory): it is frozen and the student learns from it, and from a deep teacher when the recipe trains one.
 With ``single`` data (the builtin photos) the ground truth is the recipe teacher's output.
 
+A ``best`` section keeps the best-scored student, as the original's trainer does (``evaluate_model`` every
+``--save_latest_freq`` iterations, ``is_best``): the student is scored on the held-out inputs after every
+``best.eval_every`` steps and after the last one (FID against ``best.reference``, DRN mIoU against
+``best.labels``, or, for ``single`` data, PSNR against the recipe's teacher), the weights of the best score so far
+are kept in the checkpoint, and the best scored student is the one exported. Without it, the last student is.
+
 CycleGAN setting (the original's ``--distiller cycleganbest``, unpaired data, a ``cycle`` section): one teacher
 pair (the student's family at ``teachers.wide_ngf``; no deep teacher) trained as CycleGAN (``gzoo.compress.cyclegan``:
 GAN + lambda_cycle * cycle + lambda_cycle * lambda_identity * identity L1, image pools). After every
@@ -47,7 +53,7 @@ from torch import nn
 
 from gzoo.compress import perceptual
 from gzoo.compress.cyclegan import CycleGan, ImagePool
-from gzoo.compress.data import held_out_inputs
+from gzoo.compress.data import find_splits, held_out_inputs
 from gzoo.compress.engine import FeatureTaps, Schedule, StepResult, TrainingSettings, frozen
 from gzoo.compress.losses import SsimSide, gan_loss, ssim
 from gzoo.compress.method import Exported, Method, register_method
@@ -73,6 +79,7 @@ DEFAULT_NORM = {"resnet": "instance", "unet": "batch"}
 FEATURE_TAP = 1  # relu2_2 for VGG16: the feature term's layer
 N_LAYERS_D = 3  # the CycleGAN setting's discriminators: options' --n_layers_D default (--netD n_layers)
 SCORE_BATCH = 8  # held-out images per forward pass when a generator is scored (the score does not depend on it)
+SCORE_METRICS = ("fid", "miou", "psnr")  # HeldOutScorer's, each lower is better (minus mIoU, minus PSNR)
 
 
 # --- the recipe sections ----------------------------------------------------------------------------------------
@@ -124,6 +131,18 @@ class CycleSettings:
 
 
 @dataclass(frozen=True)
+class BestSettings:
+    """The pix2pix setting's choice of the exported student: the best scored on the held-out inputs."""
+
+    eval_every: int  # student steps between scores: the original's --save_latest_freq iterations, in steps
+    metric: str = "fid"  # fid (against reference) | miou (segmenter + labels) | psnr (against the recipe's teacher)
+    reference: str | None = None  # fid: real statistics .npz or an image folder; None: evaluate.reference
+    max_images: int | None = None  # held-out inputs scored (None: all of them)
+    segmenter: str | None = None  # miou: DRN-D-105 Cityscapes weights; None: evaluate.segmenter
+    labels: str | None = None  # miou: train-id maps named like the held-out inputs; None: evaluate.labels
+
+
+@dataclass(frozen=True)
 class Stages:
     distill: StageSettings | None = None
 
@@ -141,6 +160,8 @@ def _check(recipe: Recipe) -> None:
     elif recipe.cycle is not None:
         raise GzooError("recipe: the 'cycle' section is OMGD's CycleGAN setting, for unpaired data; remove it or "
                         "set data.layout: unpaired")
+    if recipe.best is not None:
+        _check_best(recipe)
     for name in ("ndf", "n_dis"):
         if getattr(training, name) < 1:
             raise GzooError(f"recipe: 'training.{name}' must be at least 1")
@@ -190,6 +211,67 @@ def _check_cycle(recipe: Recipe) -> None:
                         "covariance)")
 
 
+def _single(recipe: Recipe) -> bool:
+    """Whether the recipe teacher's outputs are the ground truth (single data, the builtin photos)."""
+    return recipe.data.layout == "single" or recipe.data.builtin is not None
+
+
+def _check_best(recipe: Recipe) -> None:
+    best, evaluate = recipe.best, recipe.evaluate
+    if _cycle_setting(recipe):
+        raise GzooError("recipe: the 'best' section is for OMGD's pix2pix setting; the CycleGAN setting scores its "
+                        "student every cycle.eval_every steps and exports the best already: remove it")
+    one_of(best.metric, SCORE_METRICS, "best.metric")
+    if best.eval_every < 1:
+        raise GzooError(f"recipe: 'best.eval_every' must be at least 1 (student steps between two scores), not "
+                        f"{best.eval_every}")
+    least = 2 if best.metric == "fid" else 1  # FID estimates a covariance
+    if best.max_images is not None and best.max_images < least:
+        raise GzooError(f"recipe: 'best.max_images' must be at least {least} for best.metric {best.metric}")
+    if best.metric == "fid" and not (best.reference or evaluate.reference):
+        raise GzooError("recipe: best.metric fid needs best.reference (or evaluate.reference): real statistics "
+                        "(.npz) or a folder of real target images")
+    if best.metric == "miou" and not ((best.segmenter or evaluate.segmenter) and (best.labels or evaluate.labels)):
+        raise GzooError("recipe: best.metric miou needs best.segmenter and best.labels (or evaluate.segmenter and "
+                        "evaluate.labels): DRN-D-105 weights and train-id maps named like the held-out inputs")
+    if best.metric == "psnr" and not _single(recipe):
+        raise GzooError("recipe: best.metric psnr compares the student with the recipe's teacher, the ground truth "
+                        "of single data only; with paired data score by fid or miou")
+
+
+def _score_references(recipe: Recipe) -> dict[str, str | None]:
+    """What the best section's metric compares with (HeldOutScorer's keywords), the evaluate section's by default."""
+    best, evaluate = recipe.best, recipe.evaluate
+    if best.metric == "fid":
+        return {"reference": best.reference or evaluate.reference}
+    if best.metric == "miou":
+        return {"segmenter": best.segmenter or evaluate.segmenter, "labels": best.labels or evaluate.labels}
+    return {}
+
+
+def _check_best_inputs(recipe: Recipe) -> None:
+    """The best section's reference, or segmenter and a label map for every held-out input, before the run."""
+    references = _score_references(recipe)
+    for key, path in references.items():
+        if key != "labels" and not Path(path).exists():
+            raise GzooError(f"{path}: no such file; the pix2pix setting scores its student against it (best.{key}, "
+                            f"else evaluate.{key})")
+    labels = references.get("labels")
+    if labels is None:
+        return
+    if not Path(labels).is_dir():
+        raise GzooError(f"{labels}: no such folder; best.metric miou needs train-id label maps named like the held-out "
+                        "inputs there (best.labels, else evaluate.labels)")
+    if recipe.data.builtin:
+        return
+    held_out = find_splits(recipe.data, Path(recipe.data.root)).held_out[:recipe.best.max_images]
+    missing = [p.name for p in held_out if not (Path(labels) / f"{p.stem}.png").is_file()]
+    if missing:
+        raise GzooError(f"{labels}: no label map {Path(missing[0]).stem}.png for the held-out input {missing[0]} "
+                        f"({len(missing)} of {len(held_out)} missing); best.labels (else evaluate.labels) must hold "
+                        "a train-id map named like each held-out training input")
+
+
 def _check_inputs(recipe: Recipe) -> None:
     """The feature network must be at hand before the run starts (VGG16's weights are fetched once online)."""
     perceptual.check_available(recipe.training.perceptual,
@@ -197,6 +279,8 @@ def _check_inputs(recipe: Recipe) -> None:
     if _cycle_setting(recipe) and not Path(_fid_reference(recipe)).exists():
         raise GzooError(f"{_fid_reference(recipe)}: no such FID reference; the CycleGAN setting scores its teacher "
                         "against it (cycle.reference, else evaluate.reference)")
+    if recipe.best is not None:
+        _check_best_inputs(recipe)
     source = recipe.teachers.wide_from
     if source not in (None, "teacher"):  # a model directory: its architecture, built without weights
         config = read_config(Path(source))
@@ -440,6 +524,7 @@ def _distill(run: Run, results: dict) -> dict:
     family = recipe.student.family
     teachers = _teachers(run)
     student = _generator(recipe, recipe.student.ngf, deep=False)
+    student_best = copy.deepcopy(student) if recipe.best else None  # before the taps: the copy has no hooks
     modules: dict[str, nn.Module] = {"student": student}
     groups: dict[str, list[str]] = {"G_student": ["student"]}
     student_taps = FeatureTaps(student, list(TAPS[family])) if training.lambda_cd > 0 else None
@@ -459,8 +544,26 @@ def _distill(run: Run, results: dict) -> dict:
     features = perceptual.perceptual_network(training.perceptual, training.perceptual_normalization) \
         .to(processes.device)
     discriminator = modules.get("discriminator")
+    best = recipe.best
+    if best is not None:  # scored after every eval_every steps and the last; the best scored is exported
+        after = evaluation_steps(run.schedule(recipe.stages.distill).total, best.eval_every)
+        evaluations = {done: index for index, done in enumerate(after)}
+        modules |= {"student_best": student_best, "student_score": BestScores(len(after))}
+        evaluate = HeldOutScoring(run, best.metric, best.max_images, **_score_references(recipe))
 
-    def training_step(step: int) -> tuple[dict, dict]:
+    def training_step(step: int) -> StepResult | Iterator[StepResult]:
+        updates = student_and_teachers(step)
+        if best is None or step + 1 not in evaluations:
+            return updates
+        return then_scored(updates, evaluations[step + 1])
+
+    def then_scored(updates: StepResult, index: int) -> Iterator[StepResult]:
+        yield updates
+        # after the update, as the original's trainer scores after optimize_parameters
+        score = evaluate(student, index, modules["student_score"], student_best)
+        yield {}, {f"{best.metric}_student": torch.tensor(as_measured(best.metric, score))}
+
+    def student_and_teachers(step: int) -> StepResult:
         batch = run.data.batch(step, training.batch_size, training.seed, processes.rank, processes.world_size)
         inputs = batch.inputs.to(processes.device)
         guides, wide_pooled = [], []
@@ -508,8 +611,13 @@ def _distill(run: Run, results: dict) -> dict:
         for taps in (student_taps, teachers.wide_taps):
             if taps:
                 taps.remove()
-    return {"teachers": {name: _describe(recipe, name) for name in ("wide", "deep")
-                         if name in teachers.trained or (name == "wide" and teachers.frozen_wide)}}
+    result = {"teachers": {name: _describe(recipe, name) for name in ("wide", "deep")
+                           if name in teachers.trained or (name == "wide" and teachers.frozen_wide)}}
+    if best is None:
+        return result
+    scored = {"metric": best.metric, "held_out_images": len(run.data.splits.held_out[:best.max_images])}
+    return result | {"student_score": scored | scores_summary(run.final_state("distill")["student_score"], after,
+                                                               "student", best.metric, exported=True)}
 
 
 def evaluation_steps(total: int, every: int) -> list[int]:
@@ -747,18 +855,19 @@ def _export(run: Run, results: dict) -> Exported:
     recipe = run.recipe
     arch = ARCHS[recipe.student.family][0]
     arch_args = {"ngf": recipe.student.ngf, "norm": _norm(recipe)}
-    modules = run.final_state("distill")
-    best = results["distill"].get("student_fid", {}).get("exported") == "best"  # the CycleGAN setting
-    state = modules["student_best" if best else "student"]
+    modules, distill = run.final_state("distill"), results["distill"]
+    # the best scored student: the CycleGAN setting's, or the pix2pix setting's with a best section
+    scored = distill.get("student_fid") or distill.get("student_score") or {}
+    state = modules["student_best" if scored.get("exported") == "best" else "student"]
     size = recipe.data.crop_size
-    facts = {key: results["distill"][key] for key in ("teachers", "teacher_fid", "student_fid")
-             if key in results["distill"]}
+    facts = {key: distill[key] for key in ("teachers", "teacher_fid", "student_fid", "student_score") if key in distill}
     return Exported(arch, arch_args, state, (size, size), lineage=facts, summary=facts)
 
 
 register_method(Method(
     name="omgd", teachers=("resnet_generator", "mobile_resnet_generator", "unet_generator"),
     stages=lambda recipe: ["distill", "export"], run={"distill": _distill, "export": _export},
-    sections={"student": StudentSettings, "teachers": TeacherSettings, "cycle": CycleSettings, "stages": Stages},
+    sections={"student": StudentSettings, "teachers": TeacherSettings, "cycle": CycleSettings, "best": BestSettings,
+              "stages": Stages},
     training=OmgdTrainingSettings, check=_check, check_inputs=_check_inputs, check_model=_check_model,
     teacher_hint="give the uncompressed generator the student is measured against (e.g. original/edges2shoes-r)"))

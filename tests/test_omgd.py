@@ -247,6 +247,20 @@ def test_recipe_has_the_scripts_settings(row):
                                                     **entry["arch_args"]}))
 
 
+@pytest.mark.parametrize("name", [row[0] for row in PUBLISHED])
+def test_the_pix2pix_recipes_export_the_student_scored_best_as_the_scripts_do(name):
+    """--save_latest_freq (the scripts' 25000 on cityscapes, the default 20000 on edges2shoes) in steps of the same
+    batch; FID against --real_stat_path on edges2shoes, DRN-D-105 mIoU on cityscapes (labels -> photo)."""
+    best = load_recipe(RECIPES / "omgd" / f"{name}.yaml").best
+    if name.startswith("edges2shoes"):
+        assert (best.eval_every, best.metric, best.reference, best.max_images) == \
+            (20000, "fid", "real_stat/edges2shoes-r_B.npz", 200)
+    else:
+        assert (best.eval_every, best.metric, best.labels, best.max_images) == \
+            (25000, "miou", "database/cityscapes/train_labels", 500)
+        assert best.segmenter is None  # evaluate.segmenter, the scripts' --drn_path
+
+
 @pytest.mark.parametrize("overrides, message", [
     (["data.builtin=null", "data.root=x", "data.layout=unpaired"], "CycleGAN setting"),
     (["teachers.wide_from=no-such-dir"], "neither 'teacher'"),

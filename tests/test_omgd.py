@@ -13,7 +13,7 @@ import pytest
 import torch
 import yaml
 from offline import refuse_network
-from photos import photo, photo_crops
+from photos import photo, photo_crops, write_images
 from PIL import Image
 from processes import alone_and_on_two, kill_when
 
@@ -31,7 +31,7 @@ from gzoo.compress.pipeline import compress
 from gzoo.compress.recipe import load_recipe
 from gzoo.data.modeldir import save_model_dir
 from gzoo.metrics import count_params
-from gzoo.models import create_model
+from gzoo.models import create_model, load_model_dir
 
 RECIPES = Path(__file__).resolve().parent.parent / "recipes"
 DEMO = RECIPES / "demo" / "vintagify_omgd.yaml"
@@ -247,6 +247,20 @@ def test_recipe_has_the_scripts_settings(row):
                                                     **entry["arch_args"]}))
 
 
+@pytest.mark.parametrize("name", [row[0] for row in PUBLISHED])
+def test_the_pix2pix_recipes_export_the_student_scored_best_as_the_scripts_do(name):
+    """--save_latest_freq (the scripts' 25000 on cityscapes, the default 20000 on edges2shoes) in steps of the same
+    batch; FID against --real_stat_path on edges2shoes, DRN-D-105 mIoU on cityscapes (labels -> photo)."""
+    best = load_recipe(RECIPES / "omgd" / f"{name}.yaml").best
+    if name.startswith("edges2shoes"):
+        assert (best.eval_every, best.metric, best.reference, best.max_images) == \
+            (20000, "fid", "real_stat/edges2shoes-r_B.npz", 200)
+    else:
+        assert (best.eval_every, best.metric, best.labels, best.max_images) == \
+            (25000, "miou", "database/cityscapes/train_labels", 500)
+        assert best.segmenter is None  # evaluate.segmenter, the scripts' --drn_path
+
+
 @pytest.mark.parametrize("overrides, message", [
     (["data.builtin=null", "data.root=x", "data.layout=unpaired"], "CycleGAN setting"),
     (["teachers.wide_from=no-such-dir"], "neither 'teacher'"),
@@ -376,3 +390,256 @@ def test_a_frozen_pretrained_wide_teacher_teaches_the_student(tmp_path, run_gzoo
     assert "teacher_wide" not in modules and {"teacher_deep", "discriminator", "student", "connectors"} <= set(modules)
     assert summary["teachers"]["wide"] == {"from": "community/vintagify-cyclegan", "frozen": True}
     assert scores[40] > scores[1] + 1, scores  # measured: 10.3 -> 12.3 dB
+
+
+# --- the best-scored student (a best section) -------------------------------------------------------------------
+
+# The tiny demo scored by PSNR against its teacher after each of 3 steps at a high learning rate: the student's
+# held-out PSNR falls after the first update and is not back by the last (measured: 13.1, 10.9, 12.3 dB).
+SCORED = ["best.eval_every=1", "best.metric=psnr", "stages.distill.steps=3", "stages.distill.steps_decay=0",
+          "training.lr=1.0e-2", "training.threads=1"]
+
+
+def _tiny_run(tmp_path: Path, name: str, teacher: Path, overrides: list[str]) -> dict:
+    recipe = load_recipe(DEMO, [*TINY[1::2], *overrides], teacher=str(teacher))
+    return compress(recipe, tmp_path / name, lambda: teacher)
+
+
+def _held_out_psnr(model: torch.nn.Module, teacher: torch.nn.Module, folder: Path) -> float:
+    """Mean PSNR (dB, [-1, 1] images) of ``model`` against ``teacher`` on the PNG crops of ``folder``, in numpy."""
+    images = [np.asarray(Image.open(path).convert("RGB"), dtype=np.float32) / 127.5 - 1
+              for path in sorted(folder.glob("*.png"))]
+    inputs = torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2)
+    with torch.no_grad():
+        ours = model.eval()(inputs).clamp(-1, 1).double().numpy()
+        theirs = teacher.eval()(inputs).clamp(-1, 1).double().numpy()
+    mse = ((ours - theirs) ** 2).reshape(len(images), -1).mean(1)
+    return float(np.mean(10 * np.log10(4 / mse)))
+
+
+def test_the_exported_student_is_the_best_scored_one(tmp_path, offline_inception):
+    """Real held-out PSNR scores after every step: the exported student is the best scored, not the last. Its PSNR
+    recomputed in numpy from the exported model directory is the recorded best (and gzoo eval's number), the last
+    student's is the recorded last score, and they differ; done.json, the summary and the lineage agree."""
+    teacher = _tiny_teacher(tmp_path / "teacher")
+    summary = _tiny_run(tmp_path, "run", teacher, SCORED)
+    run = tmp_path / "run"
+    done = json.loads((run / "distill" / "done.json").read_text())
+    config = json.loads((Path(summary["student"]) / "config.json").read_text())
+    scored = done["student_score"]
+    assert summary["student_score"] == config["lineage"]["student_score"] == scored
+    assert {key: scored[key] for key in ("metric", "held_out_images", "after_student_steps", "exported")} == \
+        {"metric": "psnr", "held_out_images": 8, "after_student_steps": [1, 2, 3], "exported": "best"}
+    scores = scored["scores"]
+    assert scored["best"] == max(scores) and scored["best_after_student_steps"] == 1 + scores.index(max(scores))
+    assert scored["best_after_student_steps"] != 3, scores  # the best is not the last (measured 13.1, 10.9, 12.3)
+    logged = [(r["step"], r["psnr_student"]) for r in _run_log(run) if "psnr_student" in r]
+    assert logged == [(s, pytest.approx(v, rel=1e-6)) for s, v in zip([1, 2, 3], scores, strict=True)]
+    reference = load_model_dir(teacher)
+    exported = load_model_dir(Path(summary["student"]))
+    assert _held_out_psnr(exported, reference, run / "held_out") == pytest.approx(scored["best"], rel=1e-6)
+    assert summary["metrics"]["psnr"] == pytest.approx(scored["best"], rel=1e-6)  # gzoo eval of the export
+    modules = _checkpoint(run)
+    for key, value in exported.state_dict().items():
+        assert torch.equal(value, modules["student_best"][key]), key
+    last = create_model("mobile_resnet_generator", ngf=4, norm="instance")
+    last.load_state_dict(modules["student"])
+    assert _held_out_psnr(last, reference, run / "held_out") == pytest.approx(scores[-1], rel=1e-6)
+    assert abs(scores[-1] - scored["best"]) > 0.1
+
+
+def test_without_a_best_section_the_last_student_is_exported_and_scoring_changes_no_step(tmp_path,
+                                                                                       offline_inception):
+    """The same run with and without a best section: without it, the checkpoint, done.json, summary and lineage
+    hold no score and the export is the last student; with it, the training (every weight it ends with) is the
+    same bit for bit, scoring only adds the best weights and the scores."""
+    teacher = _tiny_teacher(tmp_path / "teacher")
+    plain = _tiny_run(tmp_path, "plain", teacher, SCORED[2:])
+    _tiny_run(tmp_path, "scored", teacher, SCORED)
+    unscored, scored = _checkpoint(tmp_path / "plain"), _checkpoint(tmp_path / "scored")
+    assert set(scored) - set(unscored) == {"student_best", "student_score"}
+    for name, module in unscored.items():
+        for key, value in module.items():
+            assert torch.equal(value, scored[name][key]), f"{name}.{key}"
+    done = json.loads((tmp_path / "plain" / "distill" / "done.json").read_text())
+    config = json.loads((Path(plain["student"]) / "config.json").read_text())
+    assert "student_score" not in done and "student_score" not in plain
+    assert "student_score" not in config["lineage"]
+    exported = load_model_dir(Path(plain["student"])).state_dict()
+    for key, value in unscored["student"].items():
+        assert torch.equal(exported[key], value), key
+    assert not any("psnr_student" in r for r in _run_log(tmp_path / "plain"))
+
+
+class ScriptedScores:
+    """Stands in for HeldOutScorer: returns the given scores in turn and keeps the weights it scored."""
+
+    def __init__(self, scores: list[float]) -> None:
+        self.scores, self.scored, self.made = scores, [], []
+
+    def scorer(self, metric: str, *args, **kwargs):
+        self.made.append((metric, kwargs))
+        return self.score
+
+    def score(self, model: torch.nn.Module) -> float:
+        self.scored.append({k: v.clone() for k, v in model.state_dict().items()})
+        return self.scores[len(self.scored) - 1]
+
+
+@pytest.mark.parametrize("scores, best", [([-12.0, -15.0, -13.0], 1), ([float("nan")] * 3, None)],
+                         ids=["middle", "no-number"])
+def test_the_student_is_scored_every_eval_every_steps_and_after_the_last(tmp_path, monkeypatch, offline_inception,
+                                                                         scores, best):
+    """5 steps, eval_every 2: scored after steps 2, 4 and 5; the weights scored best are exported, or the last
+    student when no score is a number."""
+    from gzoo.compress import omgd
+
+    scripted = ScriptedScores(scores)
+    monkeypatch.setattr(omgd, "HeldOutScorer", scripted.scorer)
+    teacher = _tiny_teacher(tmp_path / "teacher")
+    summary = _tiny_run(tmp_path, "run", teacher, ["best.eval_every=2", "best.metric=psnr", "training.threads=1",
+                                                   "stages.distill.steps=3", "stages.distill.steps_decay=2"])
+    assert len(scripted.made) == 1 and scripted.made[0][0] == "psnr" and len(scripted.scored) == 3
+    assert scripted.made[0][1]["teacher"] is not None  # PSNR against the recipe's teacher
+    scored = summary["student_score"]
+    assert scored["after_student_steps"] == [2, 4, 5]
+    modules = _checkpoint(tmp_path / "run")
+    exported = load_model_dir(Path(summary["student"])).state_dict()
+    if best is None:
+        assert scored["exported"] == "last" and scored["best_after_student_steps"] is None
+        expected = modules["student"]
+    else:
+        assert scored["scores"] == [-s for s in scores] and scored["best"] == 15.0  # PSNR in dB, higher is better
+        assert scored["exported"] == "best" and scored["best_after_student_steps"] == 4
+        expected = scripted.scored[best]
+        assert any(not torch.equal(v, modules["student"][k]) for k, v in expected.items())  # not the last
+    for key, value in expected.items():
+        assert torch.equal(exported[key], value), key
+    assert [r["step"] for r in _run_log(tmp_path / "run") if "psnr_student" in r] == [2, 4, 5]
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (["best.eval_every=0"], "'best.eval_every' must be at least 1"),
+    (["best.eval_every=2", "best.metric=lpips"], "'best.metric' must be one of fid, miou, psnr, not 'lpips'"),
+    (["best.metric=psnr"], "'best.eval_every' is required"),
+    (["best.eval_every=2"], "best.metric fid needs best.reference"),
+    (["best.eval_every=2", "best.metric=miou"], "best.metric miou needs best.segmenter and best.labels"),
+    (["best.eval_every=2", "best.max_images=1", "best.reference=real"], "'best.max_images' must be at least 2"),
+    (["best.eval_every=2", "best.reference=no-such.npz"], "no-such.npz: no such file"),
+])
+def test_a_bad_best_section_is_refused_in_one_line_before_anything_runs(tmp_path, gzoo_main, offline_inception,
+                                                                       overrides, message):
+    run = tmp_path / "run"
+    code, _, err = gzoo_main("compress", str(DEMO), "-o", str(run), "--teacher", str(_tiny_teacher(tmp_path / "t")),
+                             *(arg for o in overrides for arg in ("--set", o)))
+    assert code == 2 and err.strip().count("\n") == 0, err
+    assert message in err
+    assert not run.exists()
+
+
+def test_best_by_miou_segments_by_the_evaluate_sections_segmenter_and_label_maps(tmp_path, monkeypatch,
+                                                                                 offline_inception):
+    """Paired data scored by mIoU, with test_miou's colour rule standing in for DRN-D-105 (the segmenter file is not
+    read) against label maps the rule makes of the held-out targets; the segmenter and labels are the evaluate
+    section's. The mIoU is recorded in %, the best is the highest, and the exported student's, recomputed from its
+    model directory (numpy quantisation, independent IoU), is it."""
+    from test_miou import colour_classes, colour_segmenter, independent_miou
+
+    import gzoo.evaluation
+
+    data = _paired_dataset(tmp_path / "data", "invert")
+    held_out = [data / "train" / "000.png", data / "train" / "005.png"]  # every 5th of 9 pairs
+    halves = [np.asarray(Image.open(path).convert("RGB")) for path in held_out]
+    labels = tmp_path / "labels"
+    labels.mkdir()
+    for path, pair in zip(held_out, halves, strict=True):
+        target = torch.from_numpy(pair[:, 64:].copy()).permute(2, 0, 1)[None]
+        Image.fromarray(colour_classes(target)[0].numpy().astype(np.uint8)).save(labels / path.name)
+    segmenter = tmp_path / "drn.pth"
+    segmenter.write_bytes(b"")
+    monkeypatch.setattr(gzoo.evaluation, "load_segmenter", lambda path: colour_segmenter)
+    teacher = _tiny_teacher(tmp_path / "teacher")
+    recipe = load_recipe(DEMO, [*TINY[1::2], "data.builtin=null", f"data.root={data}", "data.layout=paired",
+                                "data.held_out_fraction=0.2", "best.eval_every=1", "best.metric=miou",
+                                f"evaluate.segmenter={segmenter}", f"evaluate.labels={labels}",
+                                "training.lr=1.0e-2", "training.threads=1"], teacher=str(teacher))
+    summary = compress(recipe, tmp_path / "run", lambda: teacher)
+    scored = summary["student_score"]
+    assert (scored["metric"], scored["held_out_images"], scored["after_student_steps"]) == ("miou", 2, [1, 2, 3, 4])
+    assert all(0 < s <= 100 for s in scored["scores"]) and scored["best"] == max(scored["scores"])
+    inputs = torch.from_numpy(np.stack([pair[:, :64] for pair in halves]).astype(np.float32) / 127.5 - 1)
+    with torch.no_grad():
+        outputs = load_model_dir(Path(summary["student"])).eval()(inputs.permute(0, 3, 1, 2)).numpy()
+    images = ((np.clip(outputs, -1, 1) + 1) / 2 * 255).astype(np.uint8)
+    targets = np.stack([np.asarray(Image.open(labels / path.name)) for path in held_out])
+    predicted = colour_classes(torch.from_numpy(images)).numpy()
+    assert independent_miou(predicted, targets, 19) == pytest.approx(scored["best"], rel=1e-9)
+
+
+def test_best_by_psnr_or_mious_missing_label_maps_on_paired_data_are_refused_before_the_run(tmp_path,
+                                                                                           offline_inception):
+    """PSNR against the teacher only where the teacher is the ground truth; mIoU needs a label map for every
+    held-out input, checked before the run directory is made; the CycleGAN setting scores its student itself."""
+    from gzoo.errors import GzooError
+
+    with pytest.raises(GzooError, match="the 'best' section is for OMGD's pix2pix setting"):
+        load_recipe(RECIPES / "omgd" / "horse2zebra-resnet.yaml", ["best.eval_every=2"])
+    data = _paired_dataset(tmp_path / "data", "invert")
+    paired = [*TINY[1::2], "data.builtin=null", f"data.root={data}", "data.layout=paired",
+              "data.held_out_fraction=0.2", "best.eval_every=2"]
+    with pytest.raises(GzooError, match="psnr compares the student with the recipe's teacher") as failure:
+        load_recipe(DEMO, [*paired, "best.metric=psnr"])
+    assert "\n" not in str(failure.value)
+    labels = tmp_path / "labels"
+    labels.mkdir()
+    (labels / "000.png").write_bytes(b"")  # the first held-out input's map only
+    segmenter = tmp_path / "drn.pth"
+    segmenter.write_bytes(b"")
+    recipe = load_recipe(DEMO, [*paired, "best.metric=miou", f"best.segmenter={segmenter}", f"best.labels={labels}"])
+    teacher = _tiny_teacher(tmp_path / "teacher")
+    with pytest.raises(GzooError) as failure:
+        compress(recipe, tmp_path / "run", lambda: teacher)
+    assert f"{labels}: no label map 005.png for the held-out input 005.png (1 of 2 missing)" in str(failure.value)
+    assert "\n" not in str(failure.value) and not (tmp_path / "run").exists()
+
+
+def test_a_killed_scored_run_resumes_to_the_same_best_student_and_scores(tmp_path, run_gzoo, gzoo_home,
+                                                                        offline_inception):
+    """Real FIDs of the student on the held-out crops against other photos' crops, after steps 2, 4, 6 and 8;
+    killed (SIGKILL) at its first checkpoint (step 2, after the first score) and resumed, the run ends with the
+    uninterrupted run's weights (the best student's included), scores, exported student and metrics."""
+    reference = tmp_path / "reference"
+    write_images(reference, photo_crops(("rocket", "retina", "immunohistochemistry"), 64, 2))
+    longer = [*TINY, "--set", "stages.distill.steps=6", "--set", "stages.distill.steps_decay=2",
+              "--set", "training.threads=1", "--set", "training.lr=1.0e-2", "--set", "best.eval_every=2",
+              "--set", f"best.reference={reference}"]
+    whole = run_gzoo("compress", str(DEMO), "-o", str(tmp_path / "whole"), "--json", *longer)
+    assert whole.returncode == 0, whole.stderr
+    run = tmp_path / "killed"
+    env = {**offline_inception, "GZOO_HOME": str(gzoo_home)}
+    kill_when([sys.executable, "-m", "gzoo", "compress", str(DEMO), "-o", str(run), *longer], env,
+              (run / "distill" / "checkpoint.pt").is_file, 240)
+    assert not (run / "distill" / "done.json").exists()
+    kept = _checkpoint(run)["student_score"]["scores"]  # the first score is in the checkpoint, the last is not
+    assert kept[0] > 0 and kept[-1].isnan()
+    resumed = run_gzoo("compress", str(DEMO), "-o", str(run), "--resume", "--json", *longer)
+    assert resumed.returncode == 0, resumed.stderr
+    one, two = json.loads(whole.stdout), json.loads(resumed.stdout)
+    assert two["metrics"] == one["metrics"] and two["student_score"] == one["student_score"]
+    done = json.loads((run / "distill" / "done.json").read_text())
+    assert done == json.loads((tmp_path / "whole" / "distill" / "done.json").read_text())
+    scored = done["student_score"]
+    assert scored["metric"] == "fid" and scored["after_student_steps"] == [2, 4, 6, 8]
+    assert all(s > 0 for s in scored["scores"]) and scored["best"] == min(scored["scores"])
+    # measured 386, 393, 396, 446: the best is the student scored before the kill, which only the checkpoint kept
+    assert scored["best_after_student_steps"] == 2, scored["scores"]
+    final, again = _checkpoint(tmp_path / "whole"), _checkpoint(run)
+    for name, module in final.items():
+        for key, value in module.items():
+            assert torch.equal(value, again[name][key]), f"{name}.{key}"
+    assert any(not torch.equal(v, final["student"][k]) for k, v in final["student_best"].items())  # not the last
+    for directory in (tmp_path / "whole" / "student", run / "student"):
+        exported = load_model_dir(directory).state_dict()
+        for key, value in final["student_best"].items():
+            assert torch.equal(exported[key], value), key
+    assert [r["step"] for r in _run_log(run)] == list(range(1, 9))

@@ -19,6 +19,12 @@ of the weights before the step, as in the original ``optimize_parameters``.
 directory): it is frozen and the student learns from it, and from a deep teacher when the recipe trains one.
 With ``single`` data (the builtin photos) the ground truth is the recipe teacher's output.
 
+A ``best`` section keeps the best-scored student, as the original's trainer does (``evaluate_model`` every
+``--save_latest_freq`` iterations, ``is_best``): the student is scored on the held-out inputs after every
+``best.eval_every`` steps and after the last one (FID against ``best.reference``, DRN mIoU against
+``best.labels``, or, for ``single`` data, PSNR against the recipe's teacher), the weights of the best score so far
+are kept in the checkpoint, and the best scored student is the one exported. Without it, the last student is.
+
 CycleGAN setting (the original's ``--distiller cycleganbest``, unpaired data, a ``cycle`` section): one teacher
 pair (the student's family at ``teachers.wide_ngf``; no deep teacher) trained as CycleGAN (``gzoo.compress.cyclegan``:
 GAN + lambda_cycle * cycle + lambda_cycle * lambda_identity * identity L1, image pools). After every
@@ -47,7 +53,7 @@ from torch import nn
 
 from gzoo.compress import perceptual
 from gzoo.compress.cyclegan import CycleGan, ImagePool
-from gzoo.compress.data import held_out_inputs
+from gzoo.compress.data import find_splits, held_out_inputs
 from gzoo.compress.engine import FeatureTaps, Schedule, StepResult, TrainingSettings, frozen
 from gzoo.compress.losses import SsimSide, gan_loss, ssim
 from gzoo.compress.method import Exported, Method, register_method
@@ -72,7 +78,8 @@ ARCHS = {"resnet": ("mobile_resnet_generator", "omgd_deep_mobile_resnet_generato
 DEFAULT_NORM = {"resnet": "instance", "unet": "batch"}
 FEATURE_TAP = 1  # relu2_2 for VGG16: the feature term's layer
 N_LAYERS_D = 3  # the CycleGAN setting's discriminators: options' --n_layers_D default (--netD n_layers)
-FID_BATCH = 8  # held-out images per forward pass when the teacher is scored (the score does not depend on it)
+SCORE_BATCH = 8  # held-out images per forward pass when a generator is scored (the score does not depend on it)
+SCORE_METRICS = ("fid", "miou", "psnr")  # HeldOutScorer's, each lower is better (minus mIoU, minus PSNR)
 
 
 # --- the recipe sections ----------------------------------------------------------------------------------------
@@ -124,6 +131,18 @@ class CycleSettings:
 
 
 @dataclass(frozen=True)
+class BestSettings:
+    """The pix2pix setting's choice of the exported student: the best scored on the held-out inputs."""
+
+    eval_every: int  # student steps between scores: the original's --save_latest_freq iterations, in steps
+    metric: str = "fid"  # fid (against reference) | miou (segmenter + labels) | psnr (against the recipe's teacher)
+    reference: str | None = None  # fid: real statistics .npz or an image folder; None: evaluate.reference
+    max_images: int | None = None  # held-out inputs scored (None: all of them)
+    segmenter: str | None = None  # miou: DRN-D-105 Cityscapes weights; None: evaluate.segmenter
+    labels: str | None = None  # miou: train-id maps named like the held-out inputs; None: evaluate.labels
+
+
+@dataclass(frozen=True)
 class Stages:
     distill: StageSettings | None = None
 
@@ -141,6 +160,8 @@ def _check(recipe: Recipe) -> None:
     elif recipe.cycle is not None:
         raise GzooError("recipe: the 'cycle' section is OMGD's CycleGAN setting, for unpaired data; remove it or "
                         "set data.layout: unpaired")
+    if recipe.best is not None:
+        _check_best(recipe)
     for name in ("ndf", "n_dis"):
         if getattr(training, name) < 1:
             raise GzooError(f"recipe: 'training.{name}' must be at least 1")
@@ -190,6 +211,67 @@ def _check_cycle(recipe: Recipe) -> None:
                         "covariance)")
 
 
+def _single(recipe: Recipe) -> bool:
+    """Whether the recipe teacher's outputs are the ground truth (single data, the builtin photos)."""
+    return recipe.data.layout == "single" or recipe.data.builtin is not None
+
+
+def _check_best(recipe: Recipe) -> None:
+    best, evaluate = recipe.best, recipe.evaluate
+    if _cycle_setting(recipe):
+        raise GzooError("recipe: the 'best' section is for OMGD's pix2pix setting; the CycleGAN setting scores its "
+                        "student every cycle.eval_every steps and exports the best already: remove it")
+    one_of(best.metric, SCORE_METRICS, "best.metric")
+    if best.eval_every < 1:
+        raise GzooError(f"recipe: 'best.eval_every' must be at least 1 (student steps between two scores), not "
+                        f"{best.eval_every}")
+    least = 2 if best.metric == "fid" else 1  # FID estimates a covariance
+    if best.max_images is not None and best.max_images < least:
+        raise GzooError(f"recipe: 'best.max_images' must be at least {least} for best.metric {best.metric}")
+    if best.metric == "fid" and not (best.reference or evaluate.reference):
+        raise GzooError("recipe: best.metric fid needs best.reference (or evaluate.reference): real statistics "
+                        "(.npz) or a folder of real target images")
+    if best.metric == "miou" and not ((best.segmenter or evaluate.segmenter) and (best.labels or evaluate.labels)):
+        raise GzooError("recipe: best.metric miou needs best.segmenter and best.labels (or evaluate.segmenter and "
+                        "evaluate.labels): DRN-D-105 weights and train-id maps named like the held-out inputs")
+    if best.metric == "psnr" and not _single(recipe):
+        raise GzooError("recipe: best.metric psnr compares the student with the recipe's teacher, the ground truth "
+                        "of single data only; with paired data score by fid or miou")
+
+
+def _score_references(recipe: Recipe) -> dict[str, str | None]:
+    """What the best section's metric compares with (HeldOutScorer's keywords), the evaluate section's by default."""
+    best, evaluate = recipe.best, recipe.evaluate
+    if best.metric == "fid":
+        return {"reference": best.reference or evaluate.reference}
+    if best.metric == "miou":
+        return {"segmenter": best.segmenter or evaluate.segmenter, "labels": best.labels or evaluate.labels}
+    return {}
+
+
+def _check_best_inputs(recipe: Recipe) -> None:
+    """The best section's reference, or segmenter and a label map for every held-out input, before the run."""
+    references = _score_references(recipe)
+    for key, path in references.items():
+        if key != "labels" and not Path(path).exists():
+            raise GzooError(f"{path}: no such file; the pix2pix setting scores its student against it (best.{key}, "
+                            f"else evaluate.{key})")
+    labels = references.get("labels")
+    if labels is None:
+        return
+    if not Path(labels).is_dir():
+        raise GzooError(f"{labels}: no such folder; best.metric miou needs train-id label maps named like the held-out "
+                        "inputs there (best.labels, else evaluate.labels)")
+    if recipe.data.builtin:
+        return
+    held_out = find_splits(recipe.data, Path(recipe.data.root)).held_out[:recipe.best.max_images]
+    missing = [p.name for p in held_out if not (Path(labels) / f"{p.stem}.png").is_file()]
+    if missing:
+        raise GzooError(f"{labels}: no label map {Path(missing[0]).stem}.png for the held-out input {missing[0]} "
+                        f"({len(missing)} of {len(held_out)} missing); best.labels (else evaluate.labels) must hold "
+                        "a train-id map named like each held-out training input")
+
+
 def _check_inputs(recipe: Recipe) -> None:
     """The feature network must be at hand before the run starts (VGG16's weights are fetched once online)."""
     perceptual.check_available(recipe.training.perceptual,
@@ -197,6 +279,8 @@ def _check_inputs(recipe: Recipe) -> None:
     if _cycle_setting(recipe) and not Path(_fid_reference(recipe)).exists():
         raise GzooError(f"{_fid_reference(recipe)}: no such FID reference; the CycleGAN setting scores its teacher "
                         "against it (cycle.reference, else evaluate.reference)")
+    if recipe.best is not None:
+        _check_best_inputs(recipe)
     source = recipe.teachers.wide_from
     if source not in (None, "teacher"):  # a model directory: its architecture, built without weights
         config = read_config(Path(source))
@@ -440,6 +524,7 @@ def _distill(run: Run, results: dict) -> dict:
     family = recipe.student.family
     teachers = _teachers(run)
     student = _generator(recipe, recipe.student.ngf, deep=False)
+    student_best = copy.deepcopy(student) if recipe.best else None  # before the taps: the copy has no hooks
     modules: dict[str, nn.Module] = {"student": student}
     groups: dict[str, list[str]] = {"G_student": ["student"]}
     student_taps = FeatureTaps(student, list(TAPS[family])) if training.lambda_cd > 0 else None
@@ -459,8 +544,26 @@ def _distill(run: Run, results: dict) -> dict:
     features = perceptual.perceptual_network(training.perceptual, training.perceptual_normalization) \
         .to(processes.device)
     discriminator = modules.get("discriminator")
+    best = recipe.best
+    if best is not None:  # scored after every eval_every steps and the last; the best scored is exported
+        after = evaluation_steps(run.schedule(recipe.stages.distill).total, best.eval_every)
+        evaluations = {done: index for index, done in enumerate(after)}
+        modules |= {"student_best": student_best, "student_score": BestScores(len(after))}
+        evaluate = HeldOutScoring(run, best.metric, best.max_images, **_score_references(recipe))
 
-    def training_step(step: int) -> tuple[dict, dict]:
+    def training_step(step: int) -> StepResult | Iterator[StepResult]:
+        updates = student_and_teachers(step)
+        if best is None or step + 1 not in evaluations:
+            return updates
+        return then_scored(updates, evaluations[step + 1])
+
+    def then_scored(updates: StepResult, index: int) -> Iterator[StepResult]:
+        yield updates
+        # after the update, as the original's trainer scores after optimize_parameters
+        score = evaluate(student, index, modules["student_score"], student_best)
+        yield {}, {f"{best.metric}_student": torch.tensor(as_measured(best.metric, score))}
+
+    def student_and_teachers(step: int) -> StepResult:
         batch = run.data.batch(step, training.batch_size, training.seed, processes.rank, processes.world_size)
         inputs = batch.inputs.to(processes.device)
         guides, wide_pooled = [], []
@@ -508,8 +611,19 @@ def _distill(run: Run, results: dict) -> dict:
         for taps in (student_taps, teachers.wide_taps):
             if taps:
                 taps.remove()
-    return {"teachers": {name: _describe(recipe, name) for name in ("wide", "deep")
-                         if name in teachers.trained or (name == "wide" and teachers.frozen_wide)}}
+    result = {"teachers": {name: _describe(recipe, name) for name in ("wide", "deep")
+                           if name in teachers.trained or (name == "wide" and teachers.frozen_wide)}}
+    if best is None:
+        return result
+    scored = {"metric": best.metric, "held_out_images": len(run.data.splits.held_out[:best.max_images])}
+    return result | {"student_score": scored | scores_summary(run.final_state("distill")["student_score"], after,
+                                                               "student", best.metric, exported=True)}
+
+
+def evaluation_steps(total: int, every: int) -> list[int]:
+    """The steps done at each evaluation: every ``every``-th of ``total`` and the last."""
+    ends = list(range(every, total + 1, every))
+    return ends if ends and ends[-1] == total else [*ends, total]
 
 
 # --- the CycleGAN setting ---------------------------------------------------------------------------------------
@@ -542,8 +656,7 @@ class Alternation(Schedule):
     @property
     def evaluations(self) -> list[int]:
         """The teacher steps done at each evaluation (each followed by a student phase)."""
-        ends = list(range(self.every, self.teacher_steps + 1, self.every))
-        return ends if ends and ends[-1] == self.teacher_steps else [*ends, self.teacher_steps]
+        return evaluation_steps(self.teacher_steps, self.every)
 
     @property
     def total(self) -> int:
@@ -570,8 +683,9 @@ class Alternation(Schedule):
         return super().factor(self.phase(step).clock)
 
 
-class BestFid(nn.Module):
-    """A generator's FID at each evaluation and the best so far, in buffers: a checkpoint holds them."""
+class BestScores(nn.Module):
+    """A generator's score (lower is better) at each evaluation and the best so far, in buffers: a checkpoint holds
+    them."""
 
     def __init__(self, evaluations: int) -> None:
         super().__init__()
@@ -587,6 +701,52 @@ class BestFid(nn.Module):
         self.best.fill_(score)
         self.best_index.fill_(index)
         return True
+
+
+class HeldOutScoring:
+    """Scores generators on the run's held-out inputs with one ``HeldOutScorer`` (lower is better), built at the first
+    score (it loads Inception and the reference, the segmenter, or the teacher's outputs), and keeps the weights of
+    the best so far."""
+
+    def __init__(self, run: Run, metric: str, max_images: int | None, **references: str | None) -> None:
+        self.run, self.metric, self.max_images, self.references = run, metric, max_images, references
+        self.scorer: HeldOutScorer | None = None
+
+    def __call__(self, model: nn.Module, index: int, record: BestScores, keep: nn.Module) -> float:
+        """Score ``model`` (in eval mode) as evaluation ``index`` of ``record``; its weights go to ``keep`` when it
+        is the best so far. Returns the score."""
+        run = self.run
+        if self.scorer is None:
+            inputs, names = held_out_inputs(run.recipe.data, run.data.splits, run.recipe.data.crop_size)
+            teacher = run.teacher.model if self.metric == "psnr" else None
+            self.scorer = HeldOutScorer(self.metric, inputs[:self.max_images], names[:self.max_images], SCORE_BATCH,
+                                        run.processes.device, teacher=teacher, **self.references)
+        model.eval()
+        try:
+            with torch.autocast(run.processes.device.type, enabled=False):
+                score = self.scorer(model)
+        finally:
+            model.train()
+        if record.record(index, score):
+            keep.load_state_dict(model.state_dict())
+        return score
+
+
+def as_measured(metric: str, score: float) -> float:
+    """A HeldOutScorer score in its metric's own terms: FID as it is, PSNR (dB) and mIoU back from their negatives."""
+    return -score if metric in ("psnr", "miou") else score
+
+
+def scores_summary(state: dict[str, torch.Tensor], after: list[int], unit: str, metric: str = "fid",
+                   exported: bool = False) -> dict:
+    """What done.json, the summary and the lineage record of a ``BestScores``: the scores in the metric's own terms
+    after ``after`` steps of the ``unit`` (teacher or student), the best and where; ``exported``: which student the
+    export takes, the best scored, or the last when no score is a number."""
+    index = int(state["best_index"])
+    summary = {f"after_{unit}_steps": after, "scores": [as_measured(metric, s) for s in state["scores"].tolist()],
+               "best": as_measured(metric, float(state["best"])),
+               f"best_after_{unit}_steps": after[index] if index >= 0 else None}
+    return summary | ({"exported": "best" if index >= 0 else "last"} if exported else {})
 
 
 def _distill_cycle(run: Run, results: dict) -> dict:
@@ -607,7 +767,7 @@ def _distill_cycle(run: Run, results: dict) -> dict:
     # The student is scored after every eval_every of its steps (the original's evaluate_student_model at every
     # save_epoch_freq-th student epoch, the last of a phase included): n_dis times a phase; the best is exported.
     student_best = copy.deepcopy(student)
-    student_fids = BestFid(len(schedule.evaluations) * training.n_dis)
+    student_fids = BestScores(len(schedule.evaluations) * training.n_dis)
     modules: dict[str, nn.Module] = {"student": student, "student_best": student_best, "student_fid": student_fids}
     groups = {"G_student": ["student"]}
     if pair is None:
@@ -615,7 +775,7 @@ def _distill_cycle(run: Run, results: dict) -> dict:
         teacher_widths = _tap_widths(teacher, "resnet", size) if training.lambda_cd > 0 else []
     else:
         teacher = copy.deepcopy(pair.forward)  # the teacher A -> B of the best FID so far: the student's teacher
-        fids = BestFid(len(schedule.evaluations))
+        fids = BestScores(len(schedule.evaluations))
         modules |= {"teacher_a": pair.forward, "teacher_b": pair.backward, "discriminator_a": pair.disc_a,
                     "discriminator_b": pair.disc_b, "pool_a": pair.pool_a, "pool_b": pair.pool_b,
                     "teacher_best": teacher, "fid": fids}
@@ -629,23 +789,8 @@ def _distill_cycle(run: Run, results: dict) -> dict:
     guide = FrozenOutputs(teacher, taps[1] if taps else None, cache=pretrained and training.cache_frozen)
     features = perceptual.perceptual_network(training.perceptual, training.perceptual_normalization) \
         .to(processes.device)
-    scorer: list[HeldOutScorer] = []  # built at the first evaluation (it loads Inception and the reference)
-
-    def evaluate(model: nn.Module, index: int, record: BestFid, keep: nn.Module) -> float:
-        """FID of ``model`` (A -> B) on the held-out inputs; its weights go to ``keep`` when the best so far."""
-        if not scorer:
-            inputs, names = held_out_inputs(recipe.data, run.data.splits, size)
-            scorer.append(HeldOutScorer("fid", inputs[:cycle.max_images], names[:cycle.max_images], FID_BATCH,
-                                        processes.device, reference=_fid_reference(recipe)))
-        model.eval()
-        try:
-            with torch.autocast(processes.device.type, enabled=False):
-                score = scorer[0](model)
-        finally:
-            model.train()
-        if record.record(index, score):
-            keep.load_state_dict(model.state_dict())
-        return score
+    # FID of a generator (A -> B) on the held-out inputs; the weights of the best so far are kept
+    evaluate = HeldOutScoring(run, "fid", cycle.max_images, reference=_fid_reference(recipe))
 
     def student_step(phase: Phase, score: float | None) -> Iterator[StepResult]:
         # The student's batches continue after the teacher's (other passes over the data, its own order); their
@@ -686,22 +831,13 @@ def _distill_cycle(run: Run, results: dict) -> dict:
         for tap in taps:
             tap.remove()
     final = run.final_state("distill")
-    scored = final["student_fid"]
-    student_index = int(scored["best_index"])
     student_evaluations = [cycle.eval_every * (i + 1) for i in range(len(student_fids.scores))]
     result = {"teachers": {"a": _describe(recipe, "wide") | ({} if pretrained else {"cycle_gan": True})},
               # the exported student: the best scored (the last when no score is a number)
-              "student_fid": {"after_student_steps": student_evaluations, "scores": scored["scores"].tolist(),
-                              "best": float(scored["best"]), "best_after_student_steps":
-                                  student_evaluations[student_index] if student_index >= 0 else None,
-                              "exported": "best" if student_index >= 0 else "last"}}
+              "student_fid": scores_summary(final["student_fid"], student_evaluations, "student", exported=True)}
     if pretrained:
         return result
-    state = final["fid"]
-    index = int(state["best_index"])
-    return result | {"teacher_fid": {"after_teacher_steps": schedule.evaluations, "scores": state["scores"].tolist(),
-                                     "best": float(state["best"]), "best_after_teacher_steps":
-                                         schedule.evaluations[index] if index >= 0 else None}}
+    return result | {"teacher_fid": scores_summary(final["fid"], schedule.evaluations, "teacher")}
 
 
 def _describe(recipe: Recipe, name: str) -> dict:
@@ -719,18 +855,19 @@ def _export(run: Run, results: dict) -> Exported:
     recipe = run.recipe
     arch = ARCHS[recipe.student.family][0]
     arch_args = {"ngf": recipe.student.ngf, "norm": _norm(recipe)}
-    modules = run.final_state("distill")
-    best = results["distill"].get("student_fid", {}).get("exported") == "best"  # the CycleGAN setting
-    state = modules["student_best" if best else "student"]
+    modules, distill = run.final_state("distill"), results["distill"]
+    # the best scored student: the CycleGAN setting's, or the pix2pix setting's with a best section
+    scored = distill.get("student_fid") or distill.get("student_score") or {}
+    state = modules["student_best" if scored.get("exported") == "best" else "student"]
     size = recipe.data.crop_size
-    facts = {key: results["distill"][key] for key in ("teachers", "teacher_fid", "student_fid")
-             if key in results["distill"]}
+    facts = {key: distill[key] for key in ("teachers", "teacher_fid", "student_fid", "student_score") if key in distill}
     return Exported(arch, arch_args, state, (size, size), lineage=facts, summary=facts)
 
 
 register_method(Method(
     name="omgd", teachers=("resnet_generator", "mobile_resnet_generator", "unet_generator"),
     stages=lambda recipe: ["distill", "export"], run={"distill": _distill, "export": _export},
-    sections={"student": StudentSettings, "teachers": TeacherSettings, "cycle": CycleSettings, "stages": Stages},
+    sections={"student": StudentSettings, "teachers": TeacherSettings, "cycle": CycleSettings, "best": BestSettings,
+              "stages": Stages},
     training=OmgdTrainingSettings, check=_check, check_inputs=_check_inputs, check_model=_check_model,
     teacher_hint="give the uncompressed generator the student is measured against (e.g. original/edges2shoes-r)"))

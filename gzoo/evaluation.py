@@ -265,7 +265,7 @@ def _plan_generator(data_root: Path, config: dict[str, Any], has_teacher: bool, 
     elif reference is not None:
         reference_folder = scan_image_folder(reference)
     if options.labels is not None:
-        _check_label_maps([p.name for p in data.inputs.paths], options.labels)
+        check_label_maps([p.name for p in data.inputs.paths], options.labels)
     if isinstance(options.segmenter, Path) and not options.segmenter.is_file():
         raise GzooError(f"--segmenter {options.segmenter}: no such file; give DRN-D-105's Cityscapes weights "
                         "(drn-d-105_ms_cityscapes.pth)")
@@ -422,14 +422,17 @@ def reference_from_file(reference: Path, inception: "fidlib.InceptionFeatures", 
                       "reference_sha256": folder.content_hash()}
 
 
-def _check_label_maps(names: list[str], labels_dir: Path) -> None:
+def check_label_maps(names: list[str], labels_dir: Path, option: str = "--labels", inputs: str = "input") -> None:
+    """One line unless ``labels_dir`` holds a train-id label map ``<stem>.png`` for every input of ``names``;
+    ``option`` is where the folder was given, ``inputs`` what the inputs are, both for the message."""
     if not labels_dir.is_dir():
-        raise GzooError(f"--labels {labels_dir}: no such folder; give the folder of train-id label maps")
+        raise GzooError(f"{labels_dir}: no such folder; {option} must be the folder of train-id label maps named "
+                        f"like the {inputs}s")
     missing = [n for n in names if not (labels_dir / f"{Path(n).stem}.png").is_file()]
     if missing:
-        raise GzooError(f"{labels_dir}: no label map {Path(missing[0]).stem}.png for input {missing[0]} "
-                        f"({len(missing)} missing); name each train-id label map after its input")
-
+        raise GzooError(f"{labels_dir}: no label map {Path(missing[0]).stem}.png for the {inputs} {missing[0]} "
+                        f"({len(missing)} of {len(names)} missing); {option} must hold a train-id map named like "
+                        f"each {inputs}")
 
 
 def segmentation(names: list[str], segmenter: "Path | Segmenter", labels: Path) -> Callable[[torch.Tensor, int],
@@ -437,7 +440,7 @@ def segmentation(names: list[str], segmenter: "Path | Segmenter", labels: Path) 
     """A function from (generated uint8 images, the index of the first of them in ``names``) to their confusion
     matrix against the label maps ``labels/<stem>.png`` of the inputs ``names``."""
     labels_dir = Path(labels)
-    _check_label_maps(names, labels_dir)
+    check_label_maps(names, labels_dir)
     return label_map_confusion([labels_dir / f"{Path(n).stem}.png" for n in names], segmenter, read_label_map)
 
 

@@ -63,7 +63,7 @@ from gzoo.compress.settings import StageSettings
 from gzoo.compress.transfer import init_normal
 from gzoo.data.modeldir import read_config, sha256_of, weights_path
 from gzoo.errors import GzooError
-from gzoo.evaluation import HeldOutScorer
+from gzoo.evaluation import HeldOutScorer, check_label_maps
 from gzoo.models import create_model, load_model_dir, signed_range
 from gzoo.models.layers import conv_bias, norm_layer
 from gzoo.models.patchgan import PatchGanDiscriminator
@@ -259,17 +259,12 @@ def _check_best_inputs(recipe: Recipe) -> None:
     labels = references.get("labels")
     if labels is None:
         return
-    if not Path(labels).is_dir():
-        raise GzooError(f"{labels}: no such folder; best.metric miou needs train-id label maps named like the held-out "
-                        "inputs there (best.labels, else evaluate.labels)")
-    if recipe.data.builtin:
+    option = "best.labels (else evaluate.labels)"
+    if recipe.data.builtin:  # the crops are made in the run: only the folder can be checked now
+        check_label_maps([], Path(labels), option)
         return
     held_out = find_splits(recipe.data, Path(recipe.data.root)).held_out[:recipe.best.max_images]
-    missing = [p.name for p in held_out if not (Path(labels) / f"{p.stem}.png").is_file()]
-    if missing:
-        raise GzooError(f"{labels}: no label map {Path(missing[0]).stem}.png for the held-out input {missing[0]} "
-                        f"({len(missing)} of {len(held_out)} missing); best.labels (else evaluate.labels) must hold "
-                        "a train-id map named like each held-out training input")
+    check_label_maps([p.name for p in held_out], Path(labels), option, "held-out input")
 
 
 def _check_inputs(recipe: Recipe) -> None:
